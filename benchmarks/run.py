@@ -1,0 +1,231 @@
+"""gdmkit benchmark suite: ratios against a baseline measured side by side in the same run.
+
+    uv run python benchmarks/run.py            # every benchmark, writes reports/benchmarks.json
+    uv run python benchmarks/run.py --only bases train_step
+
+Each benchmark runs in its own subprocess so that its peak memory (max RSS on CPU, max allocated on
+CUDA) is its own. Records: {name, value, unit, target (where the issue names one), baseline, ratio,
+device, details}. Timings are medians over interleaved repeats (candidate and baseline alternate, so
+machine noise hits both). This is a script, not a timed test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from gdmkit import bases, groupings, nets, paths, sampling, schedules  # noqa: E402
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _interleaved(fns: dict, repeats: int, dev) -> dict[str, float]:
+    """Median seconds of each callable, calls interleaved round-robin after one warm-up each."""
+    for f in fns.values():
+        f(); _sync(dev)
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter(); f(); _sync(dev)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _peak_mb(dev) -> float:
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _record(name, value, unit, dev, target=None, **extra):
+    return dict(name=name, value=value, unit=unit, target=target, device=str(dev), **extra)
+
+
+# ---------------------------------------------------------------------------------------- issue 2
+def bench_bases(quick: bool) -> list[dict]:
+    """forward + inverse of each fast basis, as a ratio to one forward pass of the laptop U-Net."""
+    dev, out = _device(), []
+    shapes = [(64, 3, 32, 32), (16, 3, 256, 256)] if not quick else [(16, 3, 32, 32)]
+    for shape in shapes:
+        B, C, H, W = shape
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(shape, generator=g).to(dev)
+        net = nets.unet_preset("laptop", C, H).to(dev).eval()
+        state, summ = torch.rand(shape, generator=g).to(dev), torch.rand(B, generator=g).to(dev)
+        fns = {"unet_forward": lambda: net(x, state, summ)}
+        for name in ("dct", "blur", "fourier", "haar", "pixel"):
+            kw = {"levels": 3} if name == "haar" else {}
+            b = bases.make_basis(name, (C, H, W), **kw).to(dev)
+            fns[name] = (lambda b=b: b.from_coeffs(b.to_coeffs(x)))
+        with torch.no_grad():
+            t = _interleaved(fns, 3 if H > 64 else 10, dev)
+        for name in ("dct", "blur", "fourier", "haar", "pixel"):
+            out.append(_record(f"basis_fwd_inv/{name}/{B}x{C}x{H}x{W}", t[name] / t["unet_forward"], "ratio",
+                               dev, target=0.05 if name != "pixel" else None, seconds=t[name],
+                               baseline="laptop UNet forward", baseline_seconds=t["unet_forward"]))
+    return out
+
+
+def _gdm_loss(basis, grouping, net):
+    path = paths.Path(basis, schedules.GroupwiseSchedule(grouping), target="u")
+    return path.loss_fn()
+
+
+def _train_step_fn(loss_fn, net, x, opt, gen):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net, x, gen).mean().backward()
+        opt.step()
+    return step
+
+
+def bench_train_step(quick: bool) -> list[dict]:
+    """One training step: GDM path in the DCT basis, k = 4 bands, vs scalar schedule in pixel space."""
+    dev, out = _device(), []
+    B, C, H = (16, 3, 16) if quick else (64, 3, 32)
+    shape = (C, H, H)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, *shape, generator=g).to(dev)
+    net = nets.unet_preset("laptop", C, H).to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    dct = bases.DCT(shape).to(dev)
+    n = H * H
+    bands = groupings.frequency_bands(dct.labels()["rank"].cpu(), [n // 64, n // 16, n // 4])
+    fns = {
+        "pixel_k1": _train_step_fn(_gdm_loss(bases.Pixel(shape).to(dev), groupings.single(shape), net), net, x, opt, g),
+        "dct_k4": _train_step_fn(_gdm_loss(dct, bands, net), net, x, opt, g),
+    }
+    t = _interleaved(fns, 3 if quick else 8, dev)
+    out.append(_record(f"train_step/gdm_dct_k4_vs_pixel_k1/{B}x{C}x{H}x{H}", t["dct_k4"] / t["pixel_k1"], "ratio",
+                       dev, target=1.05, seconds=t["dct_k4"], baseline="scalar schedule, pixel space",
+                       baseline_seconds=t["pixel_k1"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- issue 4
+def bench_throughput(quick: bool) -> list[dict]:
+    """Training images/s of the laptop U-Net, gdmkit (k = 1 pixel; k = 4 DCT) next to torchcfm."""
+    from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
+    dev, out = _device(), []
+    sizes = [16] if quick else [16, 32]
+    for H in sizes:
+        B, C = (16 if quick else 64), 3
+        shape = (C, H, H)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(B, *shape, generator=g).to(dev)
+        net = nets.unet_preset("laptop", C, H).to(dev)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        dct = bases.DCT(shape).to(dev)
+        n = H * H
+        bands = groupings.frequency_bands(dct.labels()["rank"].cpu(), [n // 64, n // 16, n // 4])
+        cfm = ConditionalFlowMatcher(sigma=0.0)
+
+        def cfm_step():
+            opt.zero_grad(set_to_none=True)
+            z = torch.randn(x.shape, generator=g).to(dev)
+            t, xt, ut = cfm.sample_location_and_conditional_flow(x, z)
+            state = (1 - t).view(-1, 1, 1, 1).expand_as(xt)  # same network input width as gdmkit's
+            ((net(xt, state, t) - ut) ** 2).mean().backward()
+            opt.step()
+
+        fns = {
+            "torchcfm": cfm_step,
+            "gdmkit_k1": _train_step_fn(_gdm_loss(bases.Pixel(shape).to(dev), groupings.single(shape), net), net, x, opt, g),
+            "gdmkit_k4_dct": _train_step_fn(_gdm_loss(dct, bands, net), net, x, opt, g),
+        }
+        t = _interleaved(fns, 3 if quick else 8, dev)
+        for k, target in (("torchcfm", None), ("gdmkit_k1", 1.03), ("gdmkit_k4_dct", 1.08)):
+            out.append(_record(f"train_throughput/{k}/{H}x{H}", B / t[k], "images/s", dev,
+                               target=None if target is None else f"time ratio to torchcfm <= {target}",
+                               ratio_to_torchcfm=t[k] / t["torchcfm"]))
+    return out
+
+
+def bench_sampling(quick: bool) -> list[dict]:
+    """Sampling images/s and NFE per sample, Euler and Heun, k = 1, 2, 4, 9 (right→left / blocks)."""
+    dev, out = _device(), []
+    B, C, H = (8, 3, 16) if quick else (64, 3, 16)
+    shape = (C, H, H)
+    net = nets.unet_preset("laptop", C, H).to(dev).eval()
+    steps_total = 36
+    for k in (1, 2, 4, 9):
+        grp = groupings.blocks(shape, 3) if k == 9 else groupings.right_to_left(shape, k)
+        sched = schedules.GroupwiseSchedule(grp)
+        path = paths.Path(bases.Pixel(shape).to(dev), sched.to(dev), target="u")
+        ts = sched.time_grid(sampling.per_group_steps(k, steps_total))
+        for solver in (sampling.euler, sampling.heun):
+            model = sampling.CountingModel(path.denoiser(net))
+            chi = path.prior_sample(B, generator=torch.Generator().manual_seed(0)).to(dev)
+            t0 = time.perf_counter()
+            solver(model, chi, ts); _sync(dev)
+            dt = time.perf_counter() - t0
+            out.append(_record(f"sampling/{solver.__name__}/k{k}", B / dt, "images/s", dev,
+                               nfe_per_sample=model.nfe, steps=len(ts) - 1))
+    return out
+
+
+BENCHES = {"bases": bench_bases, "train_step": bench_train_step, "throughput": bench_throughput,
+           "sampling": bench_sampling}
+
+
+def _run_one(name: str, quick: bool) -> list[dict]:
+    torch.manual_seed(0)
+    recs = BENCHES[name](quick)
+    peak = _peak_mb(_device())
+    for r in recs:
+        r["peak_memory_mb_of_group"] = round(peak, 1)
+    return recs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="run only these groups")
+    ap.add_argument("--quick", action="store_true", help="small shapes, few repeats (a smoke run)")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks.json"))
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(_run_one(args.one, args.quick)))
+        return
+    records = []
+    for name in args.only or list(BENCHES):
+        cmd = [sys.executable, __file__, "--one", name] + (["--quick"] if args.quick else [])
+        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        if res.returncode:
+            sys.stderr.write(res.stderr)
+            raise SystemExit(f"benchmark group {name!r} failed (exit {res.returncode})")
+        recs = json.loads(res.stdout.strip().splitlines()[-1])
+        for r in recs:
+            extra = f"  target {r['target']}" if r.get("target") is not None else ""
+            ratio = f"  (ratio to torchcfm {r['ratio_to_torchcfm']:.3f})" if "ratio_to_torchcfm" in r else ""
+            print(f"{r['name']:<55} {r['value']:>10.4g} {r['unit']}{ratio}{extra}")
+        records += recs
+    meta = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
+                threads=torch.get_num_threads(), cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                quick=args.quick)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"meta": meta, "records": records}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
