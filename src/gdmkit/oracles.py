@@ -59,13 +59,13 @@ class GaussianMixture:
         self.weights, self.means, self.covs, self.d = weights / weights.sum(), means, covs, d
 
     # ---------------------------------------------------------------- data space
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n exact samples, shape (n, *event_shape), float32."""
+    def sample(self, n: int, generator: torch.Generator | None = None, return_labels: bool = False):
+        """n exact samples, shape (n, *event_shape), float32 (and the component labels (n,) if asked)."""
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.d, generator=generator, dtype=torch.float64)
         L = torch.linalg.cholesky(self.covs)[k]
-        x = self.means.flatten(1)[k] + (L @ eps[..., None])[..., 0]
-        return x.reshape(n, *self.event_shape).float()
+        x = (self.means.flatten(1)[k] + (L @ eps[..., None])[..., 0]).reshape(n, *self.event_shape).float()
+        return (x, k) if return_labels else x
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) per example, shape (B,), x (B, *event_shape)."""

@@ -1,0 +1,357 @@
+"""Sample-quality and representation metrics.
+
+Distances for low-dimensional samples (energy distance, sliced Wasserstein), the Fréchet distance
+in some feature space (Inception when its weights are on disk, else a classifier trained on the same
+dataset, always labelled), perceptual variance (GDM §4.2), the factor-by-group sensitivity matrix
+(the quantitative version of GDM Figs. 3 and 6) and group locality (GDM Fig. 1c).
+Nothing here downloads weights: missing weights raise WeightsNotFoundError saying where to put them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, NamedTuple, Protocol, runtime_checkable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "Metric", "energy_distance", "sliced_wasserstein", "frechet_distance", "feature_stats",
+    "FeatureExtractor", "IdentityFeatures", "ClassifierFeatures", "train_classifier",
+    "WeightsNotFoundError", "INCEPTION_URL", "VGG19_URL", "find_weights", "fid_inception",
+    "VGG19Features", "perceptual_features", "frechet_feature_distance", "sample_quality",
+    "perceptual_variance", "factor_sensitivity", "Locality", "group_locality",
+]
+
+
+class Metric(NamedTuple):
+    """A value with the label that must travel with it into every table and figure."""
+
+    name: str
+    value: float
+
+
+# --------------------------------------------------------------------------- low-dimensional samples
+def _flat(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1).double()
+
+
+def energy_distance(x: Tensor, y: Tensor, *, unbiased: bool = False) -> float:
+    """Squared energy distance D² = 2 E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖ (Székely) between samples
+    x (N, d) and y (M, d).
+
+    Default: the V-statistic (all pairs, i = j included), which is exactly D² between the two
+    empirical measures and is >= 0. ``unbiased=True``: the U-statistic (i ≠ j in the within-set
+    terms), unbiased for the population D² but possibly negative.
+    """
+    x, y = _flat(x), _flat(y)
+    n, m = len(x), len(y)
+    dist = lambda a, b: torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")  # noqa: E731 (exact)
+    xy, sxx, syy = dist(x, y).mean(), dist(x, x).sum(), dist(y, y).sum()
+    if unbiased:
+        if n < 2 or m < 2:
+            raise ValueError("the unbiased energy distance needs at least 2 samples in each set")
+        return float(2 * xy - sxx / (n * (n - 1)) - syy / (m * (m - 1)))
+    return float(2 * xy - sxx / n**2 - syy / m**2)
+
+
+def _w2_sorted(a: Tensor, b: Tensor) -> Tensor:
+    """Exact squared W2 between 1-D empirical measures, rows sorted: a (P, n), b (P, m) -> (P,).
+    Both quantile functions are step functions; integrate over the union of their breakpoints."""
+    n, m = a.shape[1], b.shape[1]
+    u = torch.unique(torch.cat([torch.arange(n + 1, dtype=torch.float64) / n,
+                                torch.arange(m + 1, dtype=torch.float64) / m]))
+    mid, w = (u[1:] + u[:-1]) / 2, u[1:] - u[:-1]
+    ia, ib = (mid * n).long().clamp(max=n - 1), (mid * m).long().clamp(max=m - 1)
+    return ((a[:, ia] - b[:, ib]) ** 2 * w).sum(1)
+
+
+def sliced_wasserstein(x: Tensor, y: Tensor, n_proj: int = 128, *,
+                       generator: torch.Generator | None = None) -> float:
+    """Sliced 2-Wasserstein distance (E_θ W2²(θᵀX, θᵀY))^½ between x (N, d) and y (M, d).
+
+    θ uniform on the sphere (``n_proj`` draws from ``generator``); each 1-D W2 is exact for the
+    empirical measures (any N, M). For d = 1 this is exactly W2 of the two samples.
+    """
+    x, y = _flat(x), _flat(y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x has dimension {x.shape[1]} but y has {y.shape[1]}; compare samples of one space")
+    d = x.shape[1]
+    if d == 1:
+        theta = torch.ones(1, 1, dtype=torch.float64)
+    else:
+        theta = torch.randn(n_proj, d, generator=generator, dtype=torch.float64)
+        theta = theta / theta.norm(dim=1, keepdim=True)
+    a, b = (theta @ x.T).sort(1).values, (theta @ y.T).sort(1).values  # (P, N), (P, M)
+    return float(_w2_sorted(a, b).mean().sqrt())
+
+
+# --------------------------------------------------------------------------- Fréchet distance
+def _sqrtm_psd(c: Tensor) -> Tensor:
+    e, v = torch.linalg.eigh(c)
+    return (v * e.clamp(min=0).sqrt()) @ v.T
+
+
+def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> float:
+    """‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2 (Σ1^½ Σ2 Σ1^½)^½): W2² between two Gaussians (the FID formula).
+
+    Eigen-based and stable: the inner matrix is symmetric PSD, so its square-root trace is
+    Σ sqrt(max(λ, 0)) over its eigenvalues (float64).
+    """
+    mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
+    s1 = _sqrtm_psd(cov1)
+    m = s1 @ cov2 @ s1
+    tr_sqrt = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
+    return float(((mu1 - mu2) ** 2).sum() + cov1.trace() + cov2.trace() - 2 * tr_sqrt)
+
+
+def feature_stats(f: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (F,) and unbiased covariance (F, F) of features f (N, F)."""
+    f = f.double()
+    return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
+
+
+# --------------------------------------------------------------------------- feature extractors
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """``name`` labels every metric computed with it; calling maps images (N, C, H, W) in [-1, 1]
+    to features (N, F)."""
+
+    name: str
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+
+class IdentityFeatures:
+    """φ(x) = flattened pixels (N, C·H·W)."""
+
+    name = "pixels"
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1)
+
+
+class ClassifierFeatures(nn.Module):
+    """Small CNN classifier; its penultimate activations (``width`` features) are the features.
+    ``name`` is "classifier[<dataset>]": an offline stand-in for Inception, never called FID."""
+
+    def __init__(self, channels: int, n_classes: int, dataset: str, width: int = 64):
+        super().__init__()
+        self.name = f"classifier[{dataset}]"
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32 * 16, width), nn.SiLU())
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features (N, width)."""
+        return self.body(x)
+
+    def logits(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+def train_classifier(images: Tensor, labels: Tensor, steps: int = 300, *, dataset: str,
+                     batch_size: int = 128, lr: float = 3e-3,
+                     generator: torch.Generator | None = None) -> ClassifierFeatures:
+    """Train a ClassifierFeatures on (images (N, C, H, W), labels (N,)) with AdamW for ``steps``
+    minibatches; initialisation and batches come from ``generator`` (global RNG state untouched)."""
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels; pass one label per image")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = ClassifierFeatures(images.shape[1], int(labels.max()) + 1, dataset)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    for _ in range(steps):
+        i = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
+        loss = F.cross_entropy(net.logits(images[i]), labels[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval().requires_grad_(False)
+
+
+# --------------------------------------------------------------------------- pretrained weights
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights are not on disk (we never download them)."""
+
+
+INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                 "weights-inception-2015-12-05-6726825d.pth")
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbbb0ee.pth"
+
+
+def find_weights(url: str, path: str | os.PathLike | None = None, env: str | None = None) -> Path:
+    """Locate weights on disk: ``path`` (must exist), else ``$env``, else the torch hub cache
+    (``torch.hub.get_dir()/checkpoints/<file name of url>``, where torch-fidelity and torchvision
+    keep them). Raises WeightsNotFoundError naming the places searched and how to fill one."""
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    if path is not None and not Path(path).is_file():
+        raise WeightsNotFoundError(f"no weights file at {path}: pass the path of a copy of {url}")
+    cands = [Path(p) for p in (path, os.environ.get(env) if env else None) if p] + [hub]
+    for c in cands:
+        if c.is_file():
+            return c
+    raise WeightsNotFoundError(
+        f"weights not found at {', '.join(map(str, cands))}. Download {url} on a machine with network "
+        f"and copy it to {hub}" + (f" or set ${env} to its path" if env else "") + ".")
+
+
+def fid_inception(real: Tensor, fake: Tensor, *, weights: str | os.PathLike | None = None,
+                  batch_size: int = 64) -> float:
+    """FID (torchmetrics' FrechetInceptionDistance, 2048-d pool features, standard TF-Inception
+    weights from torch-fidelity) between images (N, C, H, W) in [-1, 1]; C = 1 is repeated to RGB.
+    Weights come from ``weights``, $GDMKIT_INCEPTION_WEIGHTS or the torch hub cache; never downloaded."""
+    path = find_weights(INCEPTION_URL, weights, "GDMKIT_INCEPTION_WEIGHTS")  # before any heavy import
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from gdmkit.data import to_uint8
+
+    fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path))
+    for imgs, is_real in ((real, True), (fake, False)):
+        for chunk in imgs.split(batch_size):
+            fid.update(to_uint8(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk), real=is_real)
+    return float(fid.compute())
+
+
+class VGG19Features(nn.Module):
+    """torchvision VGG-19 (ImageNet weights from disk), 4096-d penultimate (fc7) activations of
+    224x224 ImageNet-normalised inputs. name "VGG19"."""
+
+    name = "VGG19"
+
+    def __init__(self, weights: str | os.PathLike | None = None):
+        super().__init__()
+        path = find_weights(VGG19_URL, weights, "GDMKIT_VGG19_WEIGHTS")
+        import torchvision
+
+        net = torchvision.models.vgg19(weights=None)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        net.classifier = net.classifier[:-1]
+        self.net = net.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = (x.expand(-1, 3, -1, -1) + 1) / 2
+        x = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+        return self.net((x - self.mean) / self.std)
+
+
+def perceptual_features(fallback: FeatureExtractor, *, weights: str | os.PathLike | None = None) -> FeatureExtractor:
+    """VGG-19 features (GDM §4.2) when the weights are on disk, else ``fallback`` (e.g. the dataset
+    classifier); the returned extractor's ``name`` says which."""
+    try:
+        return VGG19Features(weights)
+    except WeightsNotFoundError:
+        return fallback
+
+
+# --------------------------------------------------------------------------- labelled metrics
+@torch.no_grad()
+def _features(features: FeatureExtractor, x: Tensor, batch_size: int = 256) -> Tensor:
+    return torch.cat([features(c) for c in x.split(batch_size)]).double()
+
+
+def frechet_feature_distance(real: Tensor, fake: Tensor, features: FeatureExtractor) -> Metric:
+    """Fréchet distance of Gaussian fits to features of real and fake images, as
+    Metric("FD_<features.name>", value), e.g. "FD_classifier[digits]"."""
+    return Metric(f"FD_{features.name}",
+                  frechet_distance(*feature_stats(_features(features, real)),
+                                   *feature_stats(_features(features, fake))))
+
+
+def sample_quality(real: Tensor, fake: Tensor, *, features: FeatureExtractor | None = None,
+                   inception_weights: str | os.PathLike | None = None) -> Metric:
+    """FID when the Inception weights are on disk, else the Fréchet distance in ``features``
+    (labelled "FD_<name>"). Raises ValueError when neither is available."""
+    try:
+        return Metric("FID", fid_inception(real, fake, weights=inception_weights))
+    except WeightsNotFoundError as e:
+        if features is None:
+            raise ValueError(f"no Inception weights ({e}) and no features given: pass "
+                             "features=train_classifier(images, labels, dataset=...)") from e
+    return frechet_feature_distance(real, fake, features)
+
+
+def perceptual_variance(images: Tensor, features: FeatureExtractor) -> Metric:
+    """E‖φ(x) − E φ(x)‖² over images (N, C, H, W) (GDM §4.2), expectations as sample means;
+    Metric("PV_<features.name>", value)."""
+    f = _features(features, images)
+    return Metric(f"PV_{features.name}", float(((f - f.mean(0)) ** 2).sum(1).mean()))
+
+
+# --------------------------------------------------------------------------- representation metrics
+def _resample(z: Tensor, mask: Tensor, how, generator) -> Tensor:
+    if callable(how):
+        new = how(z, mask, generator)
+    elif how == "normal":
+        new = torch.randn(z.shape, generator=generator, dtype=z.dtype)
+    elif how == "permute":
+        new = z[torch.randperm(z.shape[0], generator=generator)]
+    else:
+        raise ValueError(f"resample must be 'normal', 'permute' or a callable, got {how!r}")
+    return torch.where(mask, new, z)
+
+
+@torch.no_grad()
+def factor_sensitivity(decode: Callable[[Tensor], Tensor], latents: Tensor, groups: Tensor,
+                       factor_fn: Callable[[Tensor], Tensor], *, resample="normal",
+                       factor_names: list[str] | None = None,
+                       generator: torch.Generator | None = None):
+    """Factor-by-group sensitivity: S[f, g] = mean_n |φ_f(decode(z⁽ᵍ⁾))_n − φ_f(decode(z))_n|, where
+    z⁽ᵍ⁾ is z with the components of group g resampled (quantitative GDM Figs. 3 and 6).
+
+    latents : (N, *latent_shape); groups : int tensor latent_shape labelling each component;
+    factor_fn : images -> (N, F) factor estimates; resample : "normal" (fresh N(0, 1), the prior
+    of noise latents), "permute" (the group's coefficients of another example, i.e. the empirical
+    marginal) or callable(z, mask, generator) -> z'. Returns xarray.DataArray dims ("factor", "group").
+    """
+    import xarray as xr
+
+    if groups.shape != latents.shape[1:]:
+        raise ValueError(f"groups has shape {tuple(groups.shape)}; it must label each latent component, "
+                         f"shape {tuple(latents.shape[1:])}")
+    base = factor_fn(decode(latents)).double()  # (N, F)
+    ids = torch.unique(groups)
+    cols = [(factor_fn(decode(_resample(latents, groups == g, resample, generator))).double() - base)
+            .abs().mean(0) for g in ids]
+    names = factor_names or [f"f{j}" for j in range(base.shape[1])]
+    if len(names) != base.shape[1]:
+        raise ValueError(f"{len(names)} factor_names for {base.shape[1]} factors; give one name per column")
+    return xr.DataArray(torch.stack(cols, 1).numpy(), dims=("factor", "group"),
+                        coords={"factor": list(names), "group": ids.numpy()},
+                        name="factor_sensitivity",
+                        attrs={"statistic": "mean |change of factor| when one group is resampled",
+                               "resample": resample if isinstance(resample, str) else "custom"})
+
+
+class Locality(NamedTuple):
+    """Mean |Δ| inside and outside a mask (GDM Fig. 1c)."""
+
+    inside: float
+    outside: float
+
+    @property
+    def ratio(self) -> float:
+        """outside / inside: 0 for a perfectly local change."""
+        return self.outside / self.inside if self.inside > 0 else float("nan")
+
+
+def group_locality(x_ref: Tensor, x_pert: Tensor, mask: Tensor) -> Locality:
+    """Mean |x_pert − x_ref| over elements inside ``mask`` vs outside it.
+
+    x_ref, x_pert : (N, C, H, W) (any matching shapes); mask : bool, broadcastable to them
+    (e.g. (H, W) for the pixels of one group).
+    """
+    if x_ref.shape != x_pert.shape:
+        raise ValueError(f"x_ref {tuple(x_ref.shape)} and x_pert {tuple(x_pert.shape)} differ in shape")
+    m = torch.broadcast_to(mask.bool(), x_ref.shape)
+    if m.all() or not m.any():
+        raise ValueError("mask must select some but not all elements; pass the perturbed group's region")
+    d = (x_pert - x_ref).abs().double()
+    return Locality(float(d[m].mean()), float(d[~m].mean()))

@@ -1,0 +1,269 @@
+"""Tests for gdmkit.metrics: closed forms, hand computations, the offline (no-weights) paths."""
+from __future__ import annotations
+
+import math
+import socket
+
+import pytest
+import torch
+
+from gdmkit import data as D
+from gdmkit import metrics as M
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- energy distance
+def test_energy_distance_hand_computation_and_point_masses():
+    x = torch.randn(7, 3, generator=gen(1), dtype=torch.float64)
+    y = torch.randn(5, 3, generator=gen(2), dtype=torch.float64) + 0.5
+    dist = lambda a, b: sum(float((ai - bj).norm()) for ai in a for bj in b)  # noqa: E731
+    v = 2 * dist(x, y) / 35 - dist(x, x) / 49 - dist(y, y) / 25
+    u = 2 * dist(x, y) / 35 - dist(x, x) / 42 - dist(y, y) / 20
+    assert math.isclose(M.energy_distance(x, y), v, rel_tol=1e-9)
+    assert math.isclose(M.energy_distance(x, y, unbiased=True), u, rel_tol=1e-9)
+    assert M.energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
+    # 1-D point masses a, b: D^2 = 2|a - b|
+    assert M.energy_distance(torch.full((4, 1), 0.3), torch.full((6, 1), -1.2)) == pytest.approx(3.0)
+    shifts = [M.energy_distance(x, x + s) for s in (0.1, 0.5, 1.0, 2.0)]
+    assert all(a < b for a, b in zip(shifts, shifts[1:], strict=False))
+    with pytest.raises(ValueError, match="at least 2"):
+        M.energy_distance(x[:1], y, unbiased=True)
+
+
+# ----------------------------------------------------------------------------- sliced Wasserstein
+def test_sliced_wasserstein_exact_1d():
+    assert M.sliced_wasserstein(torch.full((3, 1), 2.0), torch.full((5, 1), -0.5)) == pytest.approx(2.5)
+    x = torch.randn(50, 1, generator=gen(3), dtype=torch.float64)
+    y = torch.randn(50, 1, generator=gen(4), dtype=torch.float64)
+    ref = ((x.sort(0).values - y.sort(0).values) ** 2).mean().sqrt()
+    assert M.sliced_wasserstein(x, y) == pytest.approx(float(ref), rel=1e-9)
+    # unequal sizes: Q_x = 0 | 1 at u=1/2, Q_y = 0 | 0.5 | 1 at u=1/3, 2/3 -> W2^2 = 2 * (1/6) * 0.25
+    assert M.sliced_wasserstein(torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [0.5], [1.0]])) == \
+        pytest.approx(math.sqrt(1 / 12))
+    # replicating each sample leaves the empirical measure (and the distance) unchanged
+    a, b = torch.randn(4, 1, generator=gen(5)), torch.randn(6, 1, generator=gen(6))
+    rep = M.sliced_wasserstein(a.repeat(6, 1), b.repeat(4, 1))
+    assert M.sliced_wasserstein(a, b) == pytest.approx(rep, rel=1e-9)
+
+
+def test_sliced_wasserstein_gaussians_and_projections():
+    n = 20000
+    x = 0.3 + 0.5 * torch.randn(n, 1, generator=gen(7))
+    y = -0.4 + 1.2 * torch.randn(n, 1, generator=gen(8))
+    assert M.sliced_wasserstein(x, y) == pytest.approx(math.sqrt(0.7**2 + 0.7**2), rel=0.02)
+    # d-dim point masses: SW^2 = E[(θ·(a-b))^2] = |a-b|^2 / d
+    a, b = torch.zeros(3, 4), torch.tensor([[1.0, 2.0, 0.0, 2.0]]).expand(2, 4)
+    sw = M.sliced_wasserstein(a, b, n_proj=4000, generator=gen(9))
+    assert sw == pytest.approx(3.0 / 2.0, rel=0.05)
+    assert sw == M.sliced_wasserstein(a, b, n_proj=4000, generator=gen(9))
+    z = torch.randn(200, 2, generator=gen(10))
+    assert M.sliced_wasserstein(z, z, generator=gen(0)) == pytest.approx(0.0, abs=1e-12)
+    d = [M.sliced_wasserstein(z, z + s, generator=gen(0)) for s in (0.2, 0.5, 1.0)]
+    assert d[0] < d[1] < d[2]
+    with pytest.raises(ValueError, match="dimension"):
+        M.sliced_wasserstein(z, torch.zeros(3, 3))
+
+
+# ----------------------------------------------------------------------------- Fréchet distance
+def test_frechet_distance_closed_forms():
+    mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    a, b = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([9.0, 1.0, 0.25])
+    ref = float(((mu1 - mu2) ** 2).sum() + ((a.sqrt() - b.sqrt()) ** 2).sum())  # 5 + 4 + 1
+    assert M.frechet_distance(mu1, torch.diag(a), mu2, torch.diag(b)) == pytest.approx(ref)
+    Q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen(11), dtype=torch.float64))
+    ca, cb = Q @ torch.diag(a.double()) @ Q.T, Q @ torch.diag(b.double()) @ Q.T  # commuting
+    assert M.frechet_distance(mu1, ca, mu2, cb) == pytest.approx(ref, rel=1e-9)
+    assert M.frechet_distance(mu1, ca, mu1, ca) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    import scipy.linalg
+
+    A, B = torch.randn(5, 5, generator=gen(12), dtype=torch.float64), torch.randn(5, 5, generator=gen(13),
+                                                                                   dtype=torch.float64)
+    c1, c2 = A @ A.T, B @ B.T + 0.1 * torch.eye(5, dtype=torch.float64)
+    mu1 = torch.randn(5, generator=gen(14), dtype=torch.float64)
+    mu2 = torch.randn(5, generator=gen(15), dtype=torch.float64)
+    cross = scipy.linalg.sqrtm(c1.numpy() @ c2.numpy()).real
+    ref = float(((mu1 - mu2) ** 2).sum()) + float(c1.trace() + c2.trace()) - 2 * cross.trace()
+    assert M.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-8)
+
+
+# ----------------------------------------------------------------------------- classifier features
+@pytest.fixture(scope="module")
+def digit_classifier():
+    x, y = D.digits(split="train")
+    return M.train_classifier(x, y, steps=60, dataset="digits", generator=gen(16))
+
+
+def test_train_classifier_learns_and_is_deterministic(digit_classifier):
+    xt, yt = D.digits(split="test")
+    acc = (digit_classifier.logits(xt).argmax(1) == yt).float().mean()
+    assert acc > 0.8  # chance is 0.1
+    assert digit_classifier.name == "classifier[digits]"
+    assert isinstance(digit_classifier, M.FeatureExtractor)
+    x, y = D.digits(split="train")
+    state = torch.get_rng_state()
+    a = M.train_classifier(x[:64], y[:64], steps=2, dataset="d", generator=gen(1))
+    b = M.train_classifier(x[:64], y[:64], steps=2, dataset="d", generator=gen(1))
+    assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    with pytest.raises(ValueError, match="label"):
+        M.train_classifier(x[:5], y[:4], steps=1, dataset="d")
+
+
+def test_classifier_frechet_distance_is_labelled(digit_classifier):
+    xt, _ = D.digits(split="test")
+    xtr, _ = D.digits(split="train")
+    same = M.frechet_feature_distance(xt, xt, digit_classifier)
+    assert same.name == "FD_classifier[digits]" and "FID" not in same.name
+    assert same.value == pytest.approx(0.0, abs=1e-6)
+    near = M.frechet_feature_distance(xtr, xt, digit_classifier).value
+    noise = (torch.rand(360, 1, 8, 8, generator=gen(17)) * 2 - 1)
+    far = M.frechet_feature_distance(xt, noise, digit_classifier).value
+    assert near < far
+
+
+# ----------------------------------------------------------------------------- no weights, no network
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty torch hub, no weight env vars, and any network or download attempt fails loudly."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    for v in ("GDMKIT_INCEPTION_WEIGHTS", "GDMKIT_VGG19_WEIGHTS"):
+        monkeypatch.delenv(v, raising=False)
+
+    def no_net(*a, **k):
+        raise AssertionError("tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_net)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_net)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_net)
+    return tmp_path
+
+
+def test_inception_without_weights_raises_clear_error(offline):
+    x = torch.rand(4, 3, 8, 8, generator=gen(18)) * 2 - 1
+    with pytest.raises(M.WeightsNotFoundError) as e:
+        M.fid_inception(x, x)
+    msg = str(e.value)
+    assert M.INCEPTION_URL in msg and str(offline / "torch" / "hub" / "checkpoints") in msg
+    assert "GDMKIT_INCEPTION_WEIGHTS" in msg
+    with pytest.raises(ValueError, match="train_classifier"):
+        M.sample_quality(x, x)
+    q = M.sample_quality(x, x + 0.1, features=M.IdentityFeatures())
+    assert q.name == "FD_pixels" and q.value > 0
+    with pytest.raises(M.WeightsNotFoundError, match="vgg19"):
+        M.VGG19Features()
+    fallback = M.IdentityFeatures()
+    assert M.perceptual_features(fallback) is fallback
+
+
+def test_find_weights_search_order(offline, monkeypatch):
+    f = offline / "w.pth"
+    f.write_bytes(b"")
+    assert M.find_weights(M.INCEPTION_URL, f) == f
+    with pytest.raises(M.WeightsNotFoundError, match="no weights file"):
+        M.find_weights(M.INCEPTION_URL, offline / "missing.pth")
+    monkeypatch.setenv("GDMKIT_INCEPTION_WEIGHTS", str(f))
+    assert M.find_weights(M.INCEPTION_URL, None, "GDMKIT_INCEPTION_WEIGHTS") == f
+    hub = offline / "torch" / "hub" / "checkpoints" / "vgg19-dcbbb0ee.pth"
+    hub.parent.mkdir(parents=True)
+    hub.write_bytes(b"")
+    assert M.find_weights(M.VGG19_URL) == hub
+
+
+# ----------------------------------------------------------------------------- perceptual variance
+def test_perceptual_variance_identity_and_linear_features():
+    x = torch.randn(6, 1, 2, 2, generator=gen(19), dtype=torch.float64)
+    flat = x.reshape(6, 4)
+    hand = sum(float(((flat[i] - flat.mean(0)) ** 2).sum()) for i in range(6)) / 6
+    pv = M.perceptual_variance(x, M.IdentityFeatures())
+    assert pv.name == "PV_pixels" and pv.value == pytest.approx(hand, rel=1e-9)
+
+    class Linear:
+        name = "linear"
+        A = torch.randn(3, 4, generator=gen(20), dtype=torch.float64)
+
+        def __call__(self, z):
+            return z.reshape(z.shape[0], -1) @ self.A.T
+
+    cov = torch.cov(flat.T, correction=0)  # tr(A Σ Aᵀ) with the biased covariance
+    ref = float(torch.trace(Linear.A @ cov @ Linear.A.T))
+    assert M.perceptual_variance(x, Linear()).value == pytest.approx(ref, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- factor sensitivity
+def linear_setup():
+    z = torch.randn(32, 6, generator=gen(21))
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    W = torch.randn(6, 5, generator=gen(22))  # decode: latents -> "images" (N, 5)
+    P = torch.randn(5, 3, generator=gen(23))  # factor_fn: images -> factors (N, 3)
+    return z, groups, (lambda c: c @ W), (lambda im: im @ P), W @ P
+
+
+def test_factor_sensitivity_linear_exact():
+    z, groups, decode, factor_fn, Mx = linear_setup()
+    shift = lambda zz, mask, g: zz + 1.0  # noqa: E731  # only the masked group is kept shifted
+    S = M.factor_sensitivity(decode, z, groups, factor_fn, resample=shift, factor_names=["a", "b", "c"])
+    assert S.dims == ("factor", "group") and list(S.coords["factor"].values) == ["a", "b", "c"]
+    for g in range(3):  # Δfactor = 1ᵀ_g (W P): the sum of the group's rows
+        ref = Mx[groups == g].sum(0).abs().double()
+        assert torch.allclose(torch.from_numpy(S.sel(group=g).values), ref, rtol=1e-5)
+    # "normal" resampling: re-derive with the same draws, in group order
+    Sn = M.factor_sensitivity(decode, z, groups, factor_fn, generator=gen(24))
+    g2 = gen(24)
+    for g in range(3):
+        new = torch.where(groups == g, torch.randn(z.shape, generator=g2), z)
+        ref = ((new - z) @ Mx).abs().mean(0).double()
+        assert torch.allclose(torch.from_numpy(Sn.sel(group=g).values), ref, rtol=1e-5)
+
+
+def test_factor_sensitivity_block_structure_and_errors():
+    z, groups, _, _, _ = linear_setup()
+    S = M.factor_sensitivity(lambda c: c, z, groups, lambda im: im.reshape(-1, 3, 2).sum(2),
+                             resample="permute", generator=gen(25))
+    off = S.values[~torch.eye(3, dtype=torch.bool).numpy()]
+    assert (off == 0).all() and (S.values.diagonal() > 0).all()
+    with pytest.raises(ValueError, match="latent component"):
+        M.factor_sensitivity(lambda c: c, z, groups[:4], lambda im: im)
+    with pytest.raises(ValueError, match="resample"):
+        M.factor_sensitivity(lambda c: c, z, groups, lambda im: im, resample="uniform")
+    with pytest.raises(ValueError, match="factor_names"):
+        M.factor_sensitivity(lambda c: c, z, groups, lambda im: im, factor_names=["x"])
+
+
+def test_factor_sensitivity_on_procedural_shapes():
+    """Latent groups drive x, y, scale, hue of a circle; the moment estimates find which is which."""
+    def decode(z):
+        f = D.ShapeFactors(torch.ones(len(z), dtype=torch.long), 0.5 + 0.08 * torch.tanh(z[:, 0]),
+                           0.5 + 0.08 * torch.tanh(z[:, 1]), 0.18 + 0.05 * torch.tanh(z[:, 2]),
+                           0.4 + 0.15 * torch.tanh(z[:, 3]))
+        return D.render_shapes(f, 32)
+
+    z = torch.randn(48, 4, generator=gen(26))
+    S = M.factor_sensitivity(decode, z, torch.arange(4), D.estimate_shape_factors, generator=gen(27),
+                             factor_names=["x", "y", "size", "hue_cos", "hue_sin"])
+    assert [int(S.sel(factor=f).argmax("group")) for f in ("x", "y", "size", "hue_cos")] == [0, 1, 2, 3]
+    assert float(S.sel(factor="x", group=[1, 2, 3]).max()) < 0.1 * float(S.sel(factor="x", group=0))
+
+
+# ----------------------------------------------------------------------------- group locality
+def test_group_locality():
+    x = torch.randn(2, 3, 4, 4, generator=gen(28))
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[:2, :2] = True
+    loc = M.group_locality(x, x + 0.5 * mask, mask)
+    assert loc.inside == pytest.approx(0.5) and loc.outside == 0.0 and loc.ratio == 0.0
+    pert = x.clone()
+    pert[..., 0, 0] += 1.0  # inside: 1 of 4 pixels changes by 1
+    pert[..., 3, 3] -= 3.0  # outside: 1 of 12 changes by 3
+    loc = M.group_locality(x, pert, mask)
+    assert loc.inside == pytest.approx(0.25) and loc.outside == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="some but not all"):
+        M.group_locality(x, pert, torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="differ in shape"):
+        M.group_locality(x, pert[:1], mask)
