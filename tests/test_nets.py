@@ -1,0 +1,135 @@
+"""Tests for gdmkit.nets: shapes, conditioning on the noising state and summary, validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gdmkit.nets import MLP, UNet, count_parameters, sinusoidal_embedding, unet_preset
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _perturb_output_layer(layer: torch.nn.Module, seed: int = 1) -> None:
+    """Give the zero-initialised output layer random weights, so the output depends on the input."""
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(0.1 * torch.randn(p.shape, generator=_gen(seed)))
+
+
+def test_sinusoidal_embedding_matches_its_formula():
+    s = torch.tensor([0.0, 0.25, 1.0])
+    dim, scale, max_period = 6, 1000.0, 10_000.0
+    emb = sinusoidal_embedding(s, dim, scale=scale, max_period=max_period)
+    assert emb.shape == (3, dim)
+    for b in range(3):
+        for k in range(dim // 2):
+            arg = scale * s[b].item() * max_period ** (-k / (dim // 2))
+            assert emb[b, k].item() == pytest.approx(math.cos(arg), abs=1e-4)
+            assert emb[b, dim // 2 + k].item() == pytest.approx(math.sin(arg), abs=1e-4)
+    odd = sinusoidal_embedding(s, 7)
+    assert odd.shape == (3, 7) and torch.all(odd[:, -1] == 0)
+
+
+@pytest.mark.parametrize("event_shape", [(2,), (2, 3)])
+def test_mlp_shape_and_zero_init(event_shape):
+    d = math.prod(event_shape)
+    net = MLP(d, hidden=16, depth=2, emb_dim=8)
+    x = torch.randn(5, *event_shape, generator=_gen())
+    out = net(x, torch.rand(x.shape, generator=_gen(1)), torch.rand(5, generator=_gen(2)))
+    assert out.shape == x.shape
+    assert torch.all(out == 0)  # zero-initialised last layer
+
+
+def test_mlp_parameter_count_re_derived():
+    d, h, depth, e = 3, 16, 3, 8
+    expected = (2 * d + e) * h + h + (depth - 1) * (h * h + h) + h * d + d
+    assert count_parameters(MLP(d, hidden=h, depth=depth, emb_dim=e)) == expected
+
+
+def test_mlp_output_depends_on_state_and_summary():
+    net = MLP(4, hidden=16, depth=2, emb_dim=8)
+    _perturb_output_layer(net.out)
+    x, state = torch.randn(3, 4, generator=_gen()), torch.rand(3, 4, generator=_gen(1))
+    t = torch.full((3,), 0.3)
+    base = net(x, state, t)
+    assert not torch.allclose(base, net(x, state.flip(1), t))
+    assert not torch.allclose(base, net(x, state, t + 0.2))
+
+
+def test_mlp_rejects_wrong_dim():
+    with pytest.raises(ValueError, match="4 elements"):
+        MLP(4)(torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2))
+    with pytest.raises(ValueError, match="depth"):
+        MLP(4, depth=0)
+
+
+@pytest.mark.parametrize(
+    "preset, channels, size", [("smoke", 1, 8), ("smoke", 3, 16), ("laptop", 3, 16), ("laptop", 1, 8)]
+)
+def test_unet_output_shape(preset, channels, size):
+    net = unet_preset(preset, channels, size)
+    x = torch.randn(2, channels, size, size, generator=_gen())
+    out = net(x, torch.rand(x.shape, generator=_gen(1)), torch.rand(2, generator=_gen(2)))
+    assert out.shape == x.shape
+    assert torch.all(out == 0)  # zero-initialised final convolution
+
+
+def test_unet_attention_placement_follows_attn_resolutions():
+    # laptop at 16: levels 16, 8, 4; attention after the ResBlocks at 8 (1 down + 2 up) and in the middle
+    net = unet_preset("laptop", 1, 16)
+    n_attn = sum(type(m).__name__ == "AttnBlock" for m in net.modules())
+    assert n_attn == 1 + 2 + 1
+    assert not any(type(m).__name__ == "AttnBlock" for m in unet_preset("smoke", 1, 16).modules())
+
+
+def test_unet_output_depends_on_state_and_summary():
+    net = UNet(2, 8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))
+    _perturb_output_layer(net.conv_out)
+    x = torch.randn(2, 2, 8, 8, generator=_gen())
+    state, t = torch.rand(2, 2, 8, 8, generator=_gen(1)), torch.tensor([0.2, 0.7])
+    base = net(x, state, t)
+    assert not torch.allclose(base, net(x, torch.rand(2, 2, 8, 8, generator=_gen(3)), t))
+    assert not torch.allclose(base, net(x, state, t + 0.1))
+
+
+def test_unet_examples_are_independent_of_the_batch():
+    # GroupNorm normalises per example: example 0's output must not depend on example 1
+    net = UNet(1, 8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,))
+    _perturb_output_layer(net.conv_out)
+    x, state, t = torch.randn(2, 1, 8, 8, generator=_gen()), torch.rand(2, 1, 8, 8, generator=_gen(1)), torch.rand(2)
+    both = net(x, state, t)
+    alone = net(x[:1], state[:1], t[:1])
+    assert (both[:1] - alone).abs().max().item() < 1e-5  # (torch.testing imports slowly)
+
+
+def test_unet_state_channels_and_rectangular_images():
+    net = UNet(3, 8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), state_channels=1)
+    x = torch.randn(1, 3, 8, 16, generator=_gen())  # wider than tall: column-wise extension
+    assert net(x, torch.rand(1, 1, 8, 16, generator=_gen(1)), torch.rand(1)).shape == x.shape
+    with pytest.raises(ValueError, match="state of shape"):
+        net(x, torch.rand(1, 3, 8, 16), torch.rand(1))
+
+
+def test_unet_bad_image_size_raises():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        UNet(1, 18, channel_mult=(1, 2, 2))
+    net = unet_preset("smoke", 1, 8)
+    with pytest.raises(ValueError, match="divisible by 2"):
+        net(torch.zeros(1, 1, 7, 8), torch.zeros(1, 1, 7, 8), torch.zeros(1))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        net(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 8, 8), torch.zeros(1))
+
+
+def test_unet_presets_and_unknown_name():
+    sizes = [count_parameters(unet_preset(name, 3, 32)) for name in ("smoke", "laptop")]
+    assert sizes[0] < sizes[1]
+    paper = unet_preset("paper", 3, 8)
+    assert 30e6 < count_parameters(paper) < 80e6  # DDPM++ CIFAR-10 size: tens of millions
+    assert paper(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.zeros(1)).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="laptop"):
+        unet_preset("huge", 3, 32)
