@@ -3,8 +3,8 @@
     uv run python benchmarks/run.py            # every benchmark, writes reports/benchmarks.json
     uv run python benchmarks/run.py --only bases train_step
 
-Each benchmark runs in its own subprocess so that its peak memory (max RSS on CPU, max allocated on
-CUDA) is its own. Records: {name, value, unit, target (where the issue names one), baseline, ratio,
+Each group runs in its own subprocess; each record's peak memory is measured around its own calls
+(RSS above the level at entry, sampled every millisecond, on CPU; allocator peak on CUDA). Records: {name, value, unit, target (where the issue names one), baseline, ratio,
 device, details}. Timings are medians over interleaved repeats (candidate and baseline alternate, so
 machine noise hits both). This is a script, not a timed test.
 """
@@ -14,10 +14,10 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,8 +38,59 @@ def _sync(dev):
         torch.cuda.synchronize()
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _Peak:
+    """Peak memory above the level at entry, in MiB: CUDA allocator stats, or RSS sampled every ms."""
+
+    def __init__(self, dev):
+        self.dev, self.mb = dev, 0.0
+
+    def __enter__(self):
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base, self.top, self.stop = _rss_mb(), _rss_mb(), threading.Event()
+
+            def poll():
+                while not self.stop.is_set():
+                    self.top = max(self.top, _rss_mb()); time.sleep(0.001)
+            self.thread = threading.Thread(target=poll, daemon=True); self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()
+            self.mb = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        else:
+            self.stop.set(); self.thread.join()
+            self.mb = max(self.top, _rss_mb()) - self.base
+
+
+MEMORY_OF: str | None = None   # set by --memory-of: run only this candidate, twice, and report its peak
+
+
+class _MemoryResult(Exception):
+    def __init__(self, mb):
+        self.mb = mb
+
+
 def _interleaved(fns: dict, repeats: int, dev) -> dict[str, float]:
-    """Median seconds of each callable, calls interleaved round-robin after one warm-up each."""
+    """Median seconds of each callable, calls interleaved round-robin after one warm-up each.
+
+    In memory mode (a fresh process per candidate, see ``_memory``) only the selected candidate runs,
+    twice, and its peak above the process level before its first call is raised as the result.
+    """
+    if MEMORY_OF is not None:
+        if MEMORY_OF not in fns:
+            return {}
+        with _Peak(dev) as pk:
+            fns[MEMORY_OF](); _sync(dev); fns[MEMORY_OF](); _sync(dev)
+        raise _MemoryResult(pk.mb)
     for f in fns.values():
         f(); _sync(dev)
     times = {k: [] for k in fns}
@@ -50,10 +101,14 @@ def _interleaved(fns: dict, repeats: int, dev) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _peak_mb(dev) -> float:
-    if dev.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _memory(group: str, key: str, quick: bool) -> float:
+    """Peak MiB of one candidate, measured in a fresh process (allocator pools start empty)."""
+    cmd = [sys.executable, __file__, "--one", group, "--memory-of", key] + (["--quick"] if quick else [])
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        sys.stderr.write(res.stderr)
+        raise SystemExit(f"memory run {group}:{key} failed")
+    return float(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
 def _record(name, value, unit, dev, target=None, **extra):
@@ -81,7 +136,8 @@ def bench_bases(quick: bool) -> list[dict]:
         for name in ("dct", "blur", "fourier", "haar", "pixel"):
             out.append(_record(f"basis_fwd_inv/{name}/{B}x{C}x{H}x{W}", t[name] / t["unet_forward"], "ratio",
                                dev, target=0.05 if name != "pixel" else None, seconds=t[name],
-                               baseline="laptop UNet forward", baseline_seconds=t["unet_forward"]))
+                               baseline="laptop UNet forward", baseline_seconds=t["unet_forward"],
+                               mem_key=name, baseline_mem_key="unet_forward"))
     return out
 
 
@@ -117,7 +173,7 @@ def bench_train_step(quick: bool) -> list[dict]:
     t = _interleaved(fns, 3 if quick else 8, dev)
     out.append(_record(f"train_step/gdm_dct_k4_vs_pixel_k1/{B}x{C}x{H}x{H}", t["dct_k4"] / t["pixel_k1"], "ratio",
                        dev, target=1.05, seconds=t["dct_k4"], baseline="scalar schedule, pixel space",
-                       baseline_seconds=t["pixel_k1"]))
+                       baseline_seconds=t["pixel_k1"], mem_key="dct_k4", baseline_mem_key="pixel_k1"))
     return out
 
 
@@ -152,11 +208,13 @@ def bench_throughput(quick: bool) -> list[dict]:
             "gdmkit_k1": _train_step_fn(_gdm_loss(bases.Pixel(shape).to(dev), groupings.single(shape), net), net, x, opt, g),
             "gdmkit_k4_dct": _train_step_fn(_gdm_loss(dct, bands, net), net, x, opt, g),
         }
+        fns = {f"{k}/{H}": f for k, f in fns.items()}
         t = _interleaved(fns, 3 if quick else 8, dev)
+        t = {k.split("/")[0]: v for k, v in t.items()}
         for k, target in (("torchcfm", None), ("gdmkit_k1", 1.03), ("gdmkit_k4_dct", 1.08)):
             out.append(_record(f"train_throughput/{k}/{H}x{H}", B / t[k], "images/s", dev,
                                target=None if target is None else f"time ratio to torchcfm <= {target}",
-                               ratio_to_torchcfm=t[k] / t["torchcfm"]))
+                               ratio_to_torchcfm=t[k] / t["torchcfm"], mem_key=f"{k}/{H}", batch=B))
     return out
 
 
@@ -175,11 +233,12 @@ def bench_sampling(quick: bool) -> list[dict]:
         for solver in (sampling.euler, sampling.heun):
             model = sampling.CountingModel(path.denoiser(net))
             chi = path.prior_sample(B, generator=torch.Generator().manual_seed(0)).to(dev)
-            t0 = time.perf_counter()
-            solver(model, chi, ts); _sync(dev)
-            dt = time.perf_counter() - t0
-            out.append(_record(f"sampling/{solver.__name__}/k{k}", B / dt, "images/s", dev,
-                               nfe_per_sample=model.nfe, steps=len(ts) - 1))
+            key = f"{solver.__name__}/k{k}"
+            t = _interleaved({key: lambda: solver(model, chi, ts)}, 1, dev)
+            if not t:
+                continue
+            out.append(_record(f"sampling/{key}", B / t[key], "images/s", dev,
+                               nfe_per_sample=model.nfe // 2, steps=len(ts) - 1, mem_key=key))
     return out
 
 
@@ -189,11 +248,7 @@ BENCHES = {"bases": bench_bases, "train_step": bench_train_step, "throughput": b
 
 def _run_one(name: str, quick: bool) -> list[dict]:
     torch.manual_seed(0)
-    recs = BENCHES[name](quick)
-    peak = _peak_mb(_device())
-    for r in recs:
-        r["peak_memory_mb_of_group"] = round(peak, 1)
-    return recs
+    return BENCHES[name](quick)
 
 
 def main(argv=None):
@@ -202,9 +257,17 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small shapes, few repeats (a smoke run)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks.json"))
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-of", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(_run_one(args.one, args.quick)))
+        global MEMORY_OF
+        MEMORY_OF = args.memory_of
+        try:
+            recs = _run_one(args.one, args.quick)
+        except _MemoryResult as m:
+            print(json.dumps(round(m.mb, 1)))
+            return
+        print(json.dumps(recs))
         return
     records = []
     for name in args.only or list(BENCHES):
@@ -215,9 +278,13 @@ def main(argv=None):
             raise SystemExit(f"benchmark group {name!r} failed (exit {res.returncode})")
         recs = json.loads(res.stdout.strip().splitlines()[-1])
         for r in recs:
+            for field in ("mem_key", "baseline_mem_key"):
+                if field in r:
+                    r[field.replace("mem_key", "peak_memory_mb")] = _memory(name, r.pop(field), args.quick)
             extra = f"  target {r['target']}" if r.get("target") is not None else ""
             ratio = f"  (ratio to torchcfm {r['ratio_to_torchcfm']:.3f})" if "ratio_to_torchcfm" in r else ""
-            print(f"{r['name']:<55} {r['value']:>10.4g} {r['unit']}{ratio}{extra}")
+            mem = f"  peak {r['peak_memory_mb']:.0f} MiB" if "peak_memory_mb" in r else ""
+            print(f"{r['name']:<55} {r['value']:>10.4g} {r['unit']}{ratio}{mem}{extra}")
         records += recs
     meta = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
                 threads=torch.get_num_threads(), cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
