@@ -37,6 +37,10 @@ class Grouping:
         g = self.group
         if g.dtype != torch.int64:
             object.__setattr__(self, "group", g.to(torch.int64))
+        neg = torch.unique(self.group[self.group < 0])
+        if neg.numel():
+            raise ValueError(f"group labels must be >= 0, got negative labels {neg[:10].tolist()}: label "
+                             "groups 0..k-1 in generation order")
         present = torch.unique(self.group)
         k = int(present.max()) + 1 if present.numel() else 0
         if present.numel() != k or int(present.min()) != 0:

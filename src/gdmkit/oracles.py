@@ -164,6 +164,12 @@ class DiagonalGaussian:
 
     def denoiser(self, path: Path) -> Callable[..., Prediction]:
         """Exact denoiser: χ̂ = μ + v α/(α² v + σ²) (χ_t − α μ) per component, in χ coordinates."""
+        probe = torch.randn((2, *self.event_shape), generator=torch.Generator().manual_seed(0))
+        if path.basis is not self.basis and not torch.allclose(
+                path.basis.cpu().to_coeffs(probe), self.basis.cpu().to_coeffs(probe), atol=1e-5):
+            raise ValueError("this DiagonalGaussian is diagonal in its own basis, but the path uses a "
+                             "different one: build the path with the same basis, or use GaussianMixture "
+                             "with the full covariance U diag(var) Uᵀ")
         s = torch.ones_like(self.var) if path.scale is None else path.scale.double()
         mu, v = self.mean / s, self.var / s.square()
 

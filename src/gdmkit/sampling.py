@@ -89,6 +89,10 @@ def euler_maruyama(model, chi: Tensor, ts: Tensor, schedule: Schedule,
         c = schedule.coefficients(tv, side="left")
         if callback is not None:
             callback(i, t, chi, pred)
+        if not bool(torch.isfinite(c.g2).all()):
+            raise ValueError(f"the forward SDE of this schedule has infinite diffusion at t = {t:.4g} "
+                             "(a rectified-flow GDM path at A = 0 is not an OU process): use an ODE solver "
+                             "(euler, heun), or GroupwiseGamma for GDM groups on a VP path")
         g2_over_sigma = torch.where(c.sigma > 0, c.g2 / c.sigma.clamp_min(1e-30), torch.zeros_like(c.g2))
         dt = t_next - t
         chi = chi + dt * (pred.v + 0.5 * g2_over_sigma * pred.z_hat)

@@ -56,6 +56,16 @@ def _bt(t: Tensor, ndim: int) -> Tensor:
     return t.reshape(t.shape[0], *([1] * ndim))
 
 
+def _tb(t: Tensor, ndim: int, ref: Tensor) -> Tensor:
+    """Times as (B, 1, ..., 1) on ``ref``'s device, in t's floating dtype (float32 for integer t).
+
+    Schedule buffers are kept in float64 and cast to this dtype per call, so a float64 evaluation sees
+    the exact interval ends and a float32 one the rounded ones, consistently with its own t.
+    """
+    tb = _bt(t, ndim).to(ref.device)
+    return tb if tb.is_floating_point() else tb.float()
+
+
 def _check_side(side: str):
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
@@ -169,19 +179,20 @@ class GroupwiseSchedule(Schedule):
         iv = uniform_intervals(grouping.k) if intervals is None else _check_intervals(intervals, grouping.k)
         self.intervals = iv
         g = grouping.group
-        self.register_buffer("t_start", iv[g, 0].float(), persistent=False)
-        self.register_buffer("t_end", iv[g, 1].float(), persistent=False)
+        self.register_buffer("t_start", iv[g, 0], persistent=False)   # float64: exact interval ends
+        self.register_buffer("t_end", iv[g, 1], persistent=False)
 
     def A(self, t: Tensor) -> Tensor:
         """Diagonal of A(t), shape (B, *event_shape) (GDM eq. 10)."""
-        tb = _bt(t, len(self.event_shape)).to(self.t_end)
-        return ((self.t_end - tb) / (self.t_end - self.t_start)).clamp(0.0, 1.0)
+        tb = _tb(t, len(self.event_shape), self.t_end)
+        ts, te = self.t_start.to(tb.dtype), self.t_end.to(tb.dtype)
+        return ((te - tb) / (te - ts)).clamp(0.0, 1.0)
 
     def dA(self, t: Tensor, side: str = "left") -> Tensor:
         """A′(t): −1/(t_end_j − t_start_j) inside group j's interval, 0 outside (exact)."""
-        tb = _bt(t, len(self.event_shape)).to(self.t_end)
-        active = _ramp_active(tb, self.t_start, self.t_end, side)
-        return torch.where(active, -1.0 / (self.t_end - self.t_start), torch.zeros_like(tb))
+        tb = _tb(t, len(self.event_shape), self.t_end)
+        ts, te = self.t_start.to(tb.dtype), self.t_end.to(tb.dtype)
+        return torch.where(_ramp_active(tb, ts, te, side), -1.0 / (te - ts), torch.zeros_like(tb))
 
     def coefficients(self, t: Tensor, side: str = "left") -> Coefficients:
         a, da = self.A(t), self.dA(t, side)
@@ -230,15 +241,16 @@ def time_reparam(t: Tensor, power: float | None, eps: float = 1e-5) -> tuple[Ten
     """s(t) = t^α / (t^α + (1 − t)^α) and s′(t) (GUD App. B); identity when ``power`` is None.
 
     s′(t) = α t^{α−1} (1−t)^{α−1} / (t^α + (1−t)^α)², evaluated at t clamped to [eps, 1 − eps] because
-    it diverges at the ends for α < 1.
+    it diverges at the ends for α < 1 (s itself is exact everywhere).
     """
     if power is None:
         return t, torch.ones_like(t)
     if power <= 0:
         raise ValueError(f"the reparametrisation power α must be > 0, got {power}")
+    tt = t.clamp(0.0, 1.0)
+    s = tt ** power / (tt ** power + (1 - tt) ** power)
     tc = t.clamp(eps, 1 - eps)
     a, b = tc ** power, (1 - tc) ** power
-    s = torch.where(t <= 0, torch.zeros_like(t), torch.where(t >= 1, torch.ones_like(t), a / (a + b)))
     ds = power * tc ** (power - 1) * (1 - tc) ** (power - 1) / (a + b) ** 2
     return s, ds
 
@@ -322,16 +334,15 @@ class LinearGamma(GammaSchedule):
         self.a, self.power = float(a), power
         self.gamma_denoise, self.gamma_noise = float(gamma_denoise), float(gamma_noise)
         l_max, l_min = order.max(), order.min()
-        self.register_buffer("gamma_min", (gamma_denoise + log_var + a * (order - l_max)).float(),
-                             persistent=False)
+        self.register_buffer("gamma_min", gamma_denoise + log_var + a * (order - l_max), persistent=False)
         self.delta = float(gamma_noise - gamma_denoise + a * (l_max - l_min))
         if self.delta <= 0:
             raise ValueError(f"Δγ = {self.delta:.3g} <= 0: gamma_noise must exceed gamma_denoise")
 
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
-        tb = _bt(t, len(self.event_shape)).to(self.gamma_min)
+        tb = _tb(t, len(self.event_shape), self.gamma_min)
         s, ds = time_reparam(tb, self.power)
-        return self.gamma_min + s * self.delta, (ds * self.delta).expand(-1, *self.event_shape)
+        return self.gamma_min.to(tb.dtype) + s * self.delta, (ds * self.delta).expand(-1, *self.event_shape)
 
 
 class ColumnGamma(GammaSchedule):
@@ -361,12 +372,12 @@ class ColumnGamma(GammaSchedule):
         i = column.to(torch.float64) + 1
         offset = b * (L - i) / (L - 1) if L > 1 else torch.zeros_like(i)
         self.b, self.L, self.gamma_min, self.gamma_max = float(b), L, float(gamma_min), float(gamma_max)
-        self.register_buffer("t_i", offset.float(), persistent=False)
+        self.register_buffer("t_i", offset, persistent=False)
 
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
-        tb = _bt(t, len(self.event_shape)).to(self.t_i)
+        tb = _tb(t, len(self.event_shape), self.t_i)
         slope = (self.gamma_max - self.gamma_min) / (1 - self.b)
-        raw = self.gamma_min + (tb - self.t_i) * slope
+        raw = self.gamma_min + (tb - self.t_i.to(tb.dtype)) * slope
         active = _ramp_active(raw, self.gamma_min, self.gamma_max, side)
         return raw.clamp(self.gamma_min, self.gamma_max), torch.where(active, slope, 0.0).to(raw)
 
@@ -421,18 +432,25 @@ class HaarColumnGamma(GammaSchedule):
             if L > 1:
                 c_ij[m] = b * (L - 1 - column[m].double()) / (L - 1)
         self.a, self.b, self.gamma_min, self.gamma_max = float(a), float(b), float(gamma_min), float(gamma_max)
-        self.register_buffer("c_i", c_i.float(), persistent=False)
-        self.register_buffer("c_ij", c_ij.float(), persistent=False)
+        self.register_buffer("c_i", c_i, persistent=False)
+        self.register_buffer("c_ij", c_ij, persistent=False)
 
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
-        tb = _bt(t, len(self.event_shape)).to(self.c_i)
-        u = (tb - self.c_i) / (1 - self.a)
+        tb = _tb(t, len(self.event_shape), self.c_i)
+        u = (tb - self.c_i.to(tb.dtype)) / (1 - self.a)
         ti = u.clamp(0.0, 1.0)
         slope = (self.gamma_max - self.gamma_min) / (1 - self.b)
-        raw = self.gamma_min + slope * (ti - self.c_ij)
+        raw = self.gamma_min + slope * (ti - self.c_ij.to(tb.dtype))
         active = _ramp_active(u, 0.0, 1.0, side) & _ramp_active(raw, self.gamma_min, self.gamma_max, side)
         dg = torch.where(active, slope / (1 - self.a), 0.0).to(raw)
         return raw.clamp(self.gamma_min, self.gamma_max), dg
+
+    def breakpoints(self) -> list[float]:
+        """Kinks of eq. 22: level windows t = c_i, c_i + 1 − a and the clip points of each column,
+        t = c_i + (1 − a) c_ij (leaves γ_min) and t = c_i + (1 − a)(c_ij + 1 − b) (reaches γ_max)."""
+        ci, cij, span = self.c_i.double(), self.c_ij.double(), 1 - self.a
+        pts = torch.cat([ci, ci + span, ci + span * cij, ci + span * (cij + 1 - self.b)]).flatten()
+        return [p for p in torch.unique(pts).tolist() if 0 < p < 1]
 
 
 class GroupwiseGamma(GammaSchedule):
