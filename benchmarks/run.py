@@ -154,10 +154,8 @@ def _train_step_fn(loss_fn, net, x, opt, gen):
     return step
 
 
-def bench_train_step(quick: bool) -> list[dict]:
-    """One training step: GDM path in the DCT basis, k = 4 bands, vs scalar schedule in pixel space."""
-    dev, out = _device(), []
-    B, C, H = (16, 3, 16) if quick else (64, 3, 32)
+def _train_setup(B: int, C: int, H: int, dev):
+    """Data, laptop U-Net, optimizer and the two gdmkit steps: k = 1 pixel space, k = 4 DCT bands."""
     shape = (C, H, H)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(B, *shape, generator=g).to(dev)
@@ -170,11 +168,18 @@ def bench_train_step(quick: bool) -> list[dict]:
         "pixel_k1": _train_step_fn(_gdm_loss(bases.Pixel(shape).to(dev), groupings.single(shape), net), net, x, opt, g),
         "dct_k4": _train_step_fn(_gdm_loss(dct, bands, net), net, x, opt, g),
     }
+    return g, x, net, opt, fns
+
+
+def bench_train_step(quick: bool) -> list[dict]:
+    """One training step: GDM path in the DCT basis, k = 4 bands, vs scalar schedule in pixel space."""
+    dev = _device()
+    B, C, H = (16, 3, 16) if quick else (64, 3, 32)
+    *_, fns = _train_setup(B, C, H, dev)
     t = _interleaved(fns, 3 if quick else 8, dev)
-    out.append(_record(f"train_step/gdm_dct_k4_vs_pixel_k1/{B}x{C}x{H}x{H}", t["dct_k4"] / t["pixel_k1"], "ratio",
-                       dev, target=1.05, seconds=t["dct_k4"], baseline="scalar schedule, pixel space",
-                       baseline_seconds=t["pixel_k1"], mem_key="dct_k4", baseline_mem_key="pixel_k1"))
-    return out
+    return [_record(f"train_step/gdm_dct_k4_vs_pixel_k1/{B}x{C}x{H}x{H}", t["dct_k4"] / t["pixel_k1"], "ratio",
+                    dev, target=1.05, seconds=t["dct_k4"], baseline="scalar schedule, pixel space",
+                    baseline_seconds=t["pixel_k1"], mem_key="dct_k4", baseline_mem_key="pixel_k1")]
 
 
 # ---------------------------------------------------------------------------------------- issue 4
@@ -185,14 +190,7 @@ def bench_throughput(quick: bool) -> list[dict]:
     sizes = [16] if quick else [16, 32]
     for H in sizes:
         B, C = (16 if quick else 64), 3
-        shape = (C, H, H)
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(B, *shape, generator=g).to(dev)
-        net = nets.unet_preset("laptop", C, H).to(dev)
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-        dct = bases.DCT(shape).to(dev)
-        n = H * H
-        bands = groupings.frequency_bands(dct.labels()["rank"].cpu(), [n // 64, n // 16, n // 4])
+        g, x, net, opt, gdm = _train_setup(B, C, H, dev)
         cfm = ConditionalFlowMatcher(sigma=0.0)
 
         def cfm_step():
@@ -203,11 +201,7 @@ def bench_throughput(quick: bool) -> list[dict]:
             ((net(xt, state, t) - ut) ** 2).mean().backward()
             opt.step()
 
-        fns = {
-            "torchcfm": cfm_step,
-            "gdmkit_k1": _train_step_fn(_gdm_loss(bases.Pixel(shape).to(dev), groupings.single(shape), net), net, x, opt, g),
-            "gdmkit_k4_dct": _train_step_fn(_gdm_loss(dct, bands, net), net, x, opt, g),
-        }
+        fns = {"torchcfm": cfm_step, "gdmkit_k1": gdm["pixel_k1"], "gdmkit_k4_dct": gdm["dct_k4"]}
         fns = {f"{k}/{H}": f for k, f in fns.items()}
         t = _interleaved(fns, 3 if quick else 8, dev)
         t = {k.split("/")[0]: v for k, v in t.items()}
