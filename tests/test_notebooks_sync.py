@@ -1,0 +1,82 @@
+"""The notebook pairs and their parameters stay consistent (CI guard for the notebook pipeline).
+
+- every ``notebooks/NN_name.py`` (jupytext percent) has a paired ``.ipynb`` with the same cells;
+- each notebook's ``parameters`` cell defaults are its smoke profile in ``params.yaml``, and every
+  profile sets only parameters the notebook defines;
+- the runner stops on a profile that does not exist, saying what to do.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+RUNTIME = {"profile", "out_dir"}  # set by the runner, not by params.yaml
+
+
+def _cells(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def _defaults(nb) -> dict:
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    tree = ast.parse(cell.source)
+    return {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_pair_in_sync(source: Path):
+    paired = source.with_suffix(".ipynb")
+    assert paired.is_file(), f"{paired.name} is missing: run `jupytext --sync notebooks/{source.name}`"
+    py, ipynb = _cells(jupytext.read(source)), _cells(jupytext.read(paired))
+    assert py == ipynb, (f"{source.name} and {paired.name} have different cells: run `jupytext --sync "
+                         f"notebooks/{source.name}`, then refresh the outputs with "
+                         f"`python scripts/run_notebook.py notebooks/{source.name} --refresh`")
+
+
+@pytest.mark.parametrize("source", [p for p in NOTEBOOKS if p.stem in PARAMS], ids=lambda p: p.stem)
+def test_smoke_profile_is_the_parameters_cell(source: Path):
+    defaults = _defaults(jupytext.read(source))
+    assert RUNTIME <= set(defaults), f"the parameters cell of {source.name} must define {sorted(RUNTIME)}"
+    assert defaults["profile"] == "smoke"
+    block = PARAMS[source.stem]
+    smoke = {k: v for k, v in defaults.items() if k not in RUNTIME}
+    assert block["smoke"] == smoke, (f"params.yaml {source.stem}.smoke differs from the notebook's parameters cell "
+                                     "(the nbval run uses the cell): make them equal")
+    for profile, values in block.items():
+        unknown = set(values) - set(defaults)
+        assert not unknown, f"params.yaml {source.stem}.{profile} sets {sorted(unknown)}, unknown to the notebook"
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "scripts" / "run_notebook.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    return runner
+
+
+def test_runner_rejects_an_unknown_profile(capsys):
+    runner = _runner()
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main([str(NOTEBOOKS[0]), "--profile", "no-such-profile"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "profile 'no-such-profile' does not exist" in err and "choose one of" in err
+
+
+def test_runner_stops_on_a_missing_paper_dataset(capsys, monkeypatch, tmp_path):
+    runner = _runner()
+    monkeypatch.setattr(runner, "ROOT", tmp_path)  # an empty data root
+    runner._check_dataset({"dataset": "digits"}, "laptop")  # offline data needs nothing
+    with pytest.raises(SystemExit):
+        runner._check_dataset({"dataset": "cifar10", "image_size": 32}, "paper")
+    err = capsys.readouterr().err
+    assert "needs the dataset 'cifar10'" in err and "place the files there" in err and "--profile laptop" in err
