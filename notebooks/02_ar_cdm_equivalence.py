@@ -247,18 +247,13 @@ test_set = data.make_dataset(dataset, size=image_size, split="test")
 x_img, x_img_test = train_set.x, test_set.x
 shape = tuple(x_img.shape[1:])
 C, H, W = shape
-
-
-def make_net():
-    torch.manual_seed(seed)
-    if net == "mlp":
-        return nets.MLP(math.prod(shape), hidden, depth, emb_dim)
-    return nets.unet_preset(net, C, H)
+net_kwargs = dict(hidden=hidden, depth=depth, emb_dim=emb_dim)
 
 
 cdm_grouping = groupings.cdm(shape)
 cdm_path = paths.Path(bases.Pixel(shape), schedules.GroupwiseSchedule(cdm_grouping))
-run = results.cached_train(cdm_path.loss_fn(), make_net(), x_img, cfg["cdm"], device=device,
+torch.manual_seed(seed)
+run = results.cached_train(cdm_path.loss_fn(), nets.make_net(net, shape, **net_kwargs), x_img, cfg["cdm"], device=device,
                            description=results.describe_path(cdm_path, time_sampler="uniform"))
 cdm_net = run.ema.to(device).eval()
 histories.append(results.history_frame(run.history, model="CDM grouping"))
@@ -346,13 +341,11 @@ report.figure(plotting.image_panels({"low-res test grid": x_lr[:16, :, ::2, ::2]
 base = groupings.blocks(shape, oa_per_side)
 k_oa = base.k
 oa_path = paths.Path(bases.Pixel(shape), schedules.GroupwiseSchedule(base))
+random_order_schedule = schedules.schedule_sampler(base, shuffle=True)  # GDM App. D: a fresh block order per batch
 
 
-def random_order_schedule(generator):
-    return schedules.GroupwiseSchedule(groupings.random_order(base, generator))
-
-
-run = results.cached_train(oa_path.loss_fn(schedule_sampler=random_order_schedule), make_net(), x_img, cfg["oa"],
+torch.manual_seed(seed)
+run = results.cached_train(oa_path.loss_fn(schedule_sampler=random_order_schedule), nets.make_net(net, shape, **net_kwargs), x_img, cfg["oa"],
                            device=device, description=results.describe_path(oa_path, schedule_sampler=f"random_order(blocks {oa_per_side})"))
 oa_net = run.ema.to(device).eval()
 histories.append(results.history_frame(run.history, model="order-agnostic"))

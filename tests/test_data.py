@@ -81,8 +81,10 @@ def test_digits_scaling_and_split():
     assert torch.equal(te[0], x[::5])
     x16, _ = D.digits(16)
     assert x16.shape == (1797, 1, 16, 16) and x16.min() >= -1 and x16.max() <= 1
-    with pytest.raises(ValueError, match="8 or 16"):
-        D.digits(12)
+    x12, _ = D.digits(12)                                      # 3x3 blocks of 4 pixels (GDM Fig. 5)
+    assert x12.shape == (1797, 1, 12, 12) and x12.min() >= -1 and x12.max() <= 1
+    with pytest.raises(ValueError, match="at least 2"):
+        D.digits(1)
 
 
 # ----------------------------------------------------------------------------- shapes

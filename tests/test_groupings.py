@@ -126,9 +126,17 @@ def test_blocks_row_major_and_order():
     assert torch.equal(g.group[0], expected.apply_(lambda b: first_of[b]))
 
 
+def test_blocks_near_equal_when_the_side_does_not_divide():
+    g = G.blocks((1, 32, 32), 3)                               # CIFAR-10 side, GDM Fig. 5's k = 9
+    block_row = g.group[0, :, 0] // 3                          # row-major numbering: block = 3·row + col
+    assert torch.bincount(block_row).tolist() == [11, 11, 10]   # row r in block row floor(3r/32)
+    assert g.k == 9 and sorted(g.sizes()) == sorted([11 * 11, 11 * 11, 11 * 10, 11 * 11, 11 * 11, 11 * 10,
+                                                     10 * 11, 10 * 11, 10 * 10])
+
+
 def test_blocks_bad_arguments():
-    with pytest.raises(ValueError, match="cannot cut a 6×4 image into 4×4 .* dividing both"):
-        G.blocks(SHAPE, 4)
+    with pytest.raises(ValueError, match="per_side must be between 1 and min"):
+        G.blocks(SHAPE, 5)
     with pytest.raises(ValueError, match="permutation of the 4 block numbers"):
         G.blocks(SHAPE, 2, order=[0, 1, 1, 2])
     with pytest.raises(ValueError, match=r"image event shape \(C, H, W\)"):

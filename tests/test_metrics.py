@@ -127,6 +127,21 @@ def test_classifier_frechet_distance_is_labelled(digit_classifier):
     assert near < far
 
 
+def test_sample_quality_caches_the_reference(digit_classifier):
+    xt, _ = D.digits(split="test")
+    xtr, _ = D.digits(split="train")
+    q = M.SampleQuality(xt, features=digit_classifier)
+    assert q.name == "FD_classifier[digits]"
+    for fake in (xtr[:300], xtr[300:600]):                      # same numbers as the one-shot function
+        assert q(fake).value == pytest.approx(M.frechet_feature_distance(xt, fake, digit_classifier).value, rel=1e-9)
+
+
+def test_separable_error_bars():
+    assert M.separable((10.0, 1.0), (13.0, 1.5))               # |Δ| = 3 > 2.5
+    assert not M.separable((10.0, 1.0), (12.0, 1.5))           # bars overlap
+    assert not M.separable((10.0, 1.0), (13.0, 1.5), k=2.0)
+
+
 # ----------------------------------------------------------------------------- no weights, no network
 @pytest.fixture
 def offline(monkeypatch, tmp_path):

@@ -28,9 +28,10 @@ def test_reported_claim_never_raises_and_says_so_plainly():
     claims = results.Claims()
     claims.report("scale-dependent", "ED 0.3 vs 0.1", False)
     claims.report("fine", "ED 0.1 vs 0.3", True)
+    claims.inconclusive("A beats B", "10 ± 2 vs 11 ± 2")
     table = claims.table()
     assert list(table.columns) == ["claim", "evidence", "verdict", "checked"]
-    assert table["verdict"].tolist() == ["does not hold at this profile", "holds"]
+    assert table["verdict"].tolist() == ["does not hold at this profile", "holds", "not separable at this profile"]
     assert set(table["checked"]) == {"reported"}
 
 

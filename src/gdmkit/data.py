@@ -95,21 +95,22 @@ def gaussian_mixture_2d(n: int, *, generator: torch.Generator | None = None,
 def digits(size: int = 8, *, split: str | None = None) -> tuple[Tensor, Tensor]:
     """scikit-learn's bundled 8x8 digits (1797 images, no download), values 0..16 -> [-1, 1].
 
-    ``size=16`` upsamples bilinearly. ``split``: None (all), "train" (index % 5 != 0) or
+    Any other ``size`` (e.g. 16, or 12 for 3×3 blocks) resamples bilinearly and clamps to [-1, 1].
+    ``split``: None (all), "train" (index % 5 != 0) or
     "test" (index % 5 == 0), a fixed deterministic split.
     Returns images (N, 1, size, size) float32 and labels (N,) int64.
     """
     from sklearn.datasets import load_digits
 
-    if size not in (8, 16):
-        raise ValueError(f"digits size must be 8 or 16, got {size}")
+    if size < 2:
+        raise ValueError(f"digits size must be at least 2 pixels, got {size}")
     if split not in (None, "train", "test"):
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
     d = load_digits()
     x = torch.from_numpy(d.images).float()[:, None] / 8.0 - 1.0  # 0..16 -> [-1, 1]
     y = torch.from_numpy(d.target).long()
-    if size == 16:
-        x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
+    if size != 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(-1.0, 1.0)
     if split is not None:
         keep = (torch.arange(len(y)) % 5 == 0) == (split == "test")
         x, y = x[keep], y[keep]

@@ -134,15 +134,14 @@ def blocks(event_shape: Sequence[int], per_side: int, order: Sequence[int] | Ten
     """Block-wise grouping (GDM Fig. 1b, Fig. 5): the image cut into per_side × per_side blocks.
 
     Blocks are numbered row-major; ``order`` gives the block numbers in generation order (default
-    row-major). k = per_side².
+    row-major). k = per_side². When per_side does not divide a side, block sides differ by at most one
+    pixel (row r belongs to block row ⌊r·per_side/H⌋), e.g. 11 + 11 + 10 for 32 pixels in 3 blocks.
     """
     _, h, w = _image_shape(event_shape, "blocks")
-    if per_side < 1 or h % per_side or w % per_side:
-        raise ValueError(f"cannot cut a {h}×{w} image into {per_side}×{per_side} equal blocks: "
-                         "choose per_side dividing both H and W")
-    bh, bw = h // per_side, w // per_side
-    rows = torch.arange(h) // bh
-    cols = torch.arange(w) // bw
+    if not 1 <= per_side <= min(h, w):
+        raise ValueError(f"per_side must be between 1 and min(H, W) = {min(h, w)}, got {per_side}")
+    rows = (torch.arange(h) * per_side) // h
+    cols = (torch.arange(w) * per_side) // w
     block_id = rows[:, None] * per_side + cols[None, :]
     k = per_side * per_side
     order = torch.arange(k) if order is None else torch.as_tensor(order, dtype=torch.int64)
@@ -235,7 +234,8 @@ def permute(grouping: Grouping, order: Sequence[int] | Tensor) -> Grouping:
 
 def random_order(grouping: Grouping, generator: torch.Generator | None = None) -> Grouping:
     """The same groups in a random generation order (GDM Fig. 5, App. D order-agnostic training)."""
-    return permute(grouping, torch.randperm(grouping.k, generator=generator))
+    device = generator.device if generator is not None else "cpu"
+    return permute(grouping, torch.randperm(grouping.k, generator=generator, device=device).cpu())
 
 
 _FACTORIES = {

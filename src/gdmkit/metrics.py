@@ -22,7 +22,7 @@ __all__ = [
     "FeatureExtractor", "IdentityFeatures", "ClassifierFeatures", "train_classifier",
     "WeightsNotFoundError", "INCEPTION_URL", "VGG19_URL", "find_weights", "fid_inception",
     "VGG19Features", "perceptual_features", "frechet_feature_distance", "sample_quality",
-    "perceptual_variance", "factor_sensitivity", "Locality", "group_locality",
+    "perceptual_variance", "factor_sensitivity", "Locality", "group_locality", "SampleQuality", "separable",
 ]
 
 
@@ -207,15 +207,7 @@ def fid_inception(real: Tensor, fake: Tensor, *, weights: str | os.PathLike | No
     weights from torch-fidelity) between images (N, C, H, W) in [-1, 1]; C = 1 is repeated to RGB.
     Weights come from ``weights``, $GDMKIT_INCEPTION_WEIGHTS or the torch hub cache; never downloaded."""
     path = find_weights(INCEPTION_URL, weights, "GDMKIT_INCEPTION_WEIGHTS")  # before any heavy import
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    from gdmkit.data import to_uint8
-
-    fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path))
-    for imgs, is_real in ((real, True), (fake, False)):
-        for chunk in imgs.split(batch_size):
-            fid.update(to_uint8(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk), real=is_real)
-    return float(fid.compute())
+    return SampleQuality(real, inception_weights=path, batch_size=batch_size)(fake).value
 
 
 class VGG19Features(nn.Module):
@@ -268,14 +260,56 @@ def frechet_feature_distance(real: Tensor, fake: Tensor, features: FeatureExtrac
 def sample_quality(real: Tensor, fake: Tensor, *, features: FeatureExtractor | None = None,
                    inception_weights: str | os.PathLike | None = None) -> Metric:
     """FID when the Inception weights are on disk, else the Fréchet distance in ``features``
-    (labelled "FD_<name>"). Raises ValueError when neither is available."""
-    try:
-        return Metric("FID", fid_inception(real, fake, weights=inception_weights))
-    except WeightsNotFoundError as e:
-        if features is None:
-            raise ValueError(f"no Inception weights ({e}) and no features given: pass "
-                             "features=train_classifier(images, labels, dataset=...)") from e
-    return frechet_feature_distance(real, fake, features)
+    (labelled "FD_<name>"). Raises ValueError when neither is available. For many fake sets against
+    one reference, build a :class:`SampleQuality` once instead."""
+    return SampleQuality(real, features=features, inception_weights=inception_weights)(fake)
+
+
+class SampleQuality:
+    """Sample quality against a fixed reference set whose statistics are computed once.
+
+    FID (Inception) when the weights are on disk (``inception_weights``, $GDMKIT_INCEPTION_WEIGHTS
+    or the torch hub cache), otherwise the Fréchet distance in ``features``, labelled "FD_<name>".
+    ``quality(fake) -> Metric``; ``quality.name`` says which it is. Use it when many sample sets are
+    scored against one reference (GDM Fig. 5's orders × runs).
+    """
+
+    def __init__(self, real: Tensor, *, features: FeatureExtractor | None = None,
+                 inception_weights: str | os.PathLike | None = None, batch_size: int = 64):
+        self.batch_size = batch_size
+        try:
+            path = find_weights(INCEPTION_URL, inception_weights, "GDMKIT_INCEPTION_WEIGHTS")
+        except WeightsNotFoundError as e:
+            if features is None:
+                raise ValueError(f"no Inception weights ({e}) and no features given: pass "
+                                 "features=train_classifier(images, labels, dataset=...)") from e
+            self.name, self.features = f"FD_{features.name}", features
+            self.ref = feature_stats(_features(features, real))
+            return
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        self.name, self.features = "FID", None
+        self.fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path),
+                                            reset_real_features=False)
+        self._update(real, True)
+
+    def _update(self, imgs: Tensor, real: bool) -> None:
+        from gdmkit.data import to_uint8
+
+        for chunk in imgs.split(self.batch_size):
+            self.fid.update(to_uint8(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk), real=real)
+
+    def __call__(self, fake: Tensor) -> Metric:
+        if self.features is not None:
+            return Metric(self.name, frechet_distance(*self.ref, *feature_stats(_features(self.features, fake))))
+        self.fid.reset()  # keeps the reference features (reset_real_features=False)
+        self._update(fake, False)
+        return Metric("FID", float(self.fid.compute()))
+
+
+def separable(a: tuple[float, float], b: tuple[float, float], k: float = 1.0) -> bool:
+    """Whether two (mean, std) results are told apart: their ±k·std error bars do not overlap."""
+    return abs(a[0] - b[0]) > k * (a[1] + b[1])
 
 
 def perceptual_variance(images: Tensor, features: FeatureExtractor) -> Metric:

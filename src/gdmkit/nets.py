@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "make_net",
     "MLP",
     "UNet",
     "UNET_PRESETS",
@@ -359,3 +360,16 @@ def unet_preset(name: str, channels: int, image_size: int, **overrides) -> UNet:
     if name not in UNET_PRESETS:
         raise ValueError(f"unknown U-Net preset {name!r}; choose one of {sorted(UNET_PRESETS)}.")
     return UNet(channels, image_size, **{**UNET_PRESETS[name], **overrides})
+
+
+def make_net(kind: str, event_shape: Sequence[int], *, hidden: int = 256, depth: int = 4, emb_dim: int = 64,
+             **unet_overrides) -> nn.Module:
+    """A network for data of ``event_shape``: ``kind="mlp"`` (any shape, flattened) or a U-Net preset
+    name ("smoke", "laptop", "paper") for images (C, H, W); square images only for the U-Net."""
+    if kind == "mlp":
+        return MLP(math.prod(event_shape), hidden, depth, emb_dim)
+    if len(event_shape) != 3 or event_shape[1] != event_shape[2]:
+        raise ValueError(f"a U-Net needs square images (C, H, H), got event shape {tuple(event_shape)}; "
+                         "use kind='mlp' for other shapes")
+    return unet_preset(kind, event_shape[0], event_shape[1], **unet_overrides)
+

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "PROFILES", "ClaimFailed", "Claim", "Claims", "Report", "repo_root", "load_params",
+    "PROFILES", "INCONCLUSIVE", "ClaimFailed", "Claim", "Claims", "Report", "repo_root", "load_params",
     "profile_params", "setup_notebook", "fingerprint", "model_key", "cached_train", "history_frame", "describe_path",
 ]
 
@@ -36,6 +36,9 @@ _MODEL_MODULES = ("bases", "groupings", "schedules", "paths", "nets", "train", "
 
 
 # ---------------------------------------------------------------------------------- claims
+
+INCONCLUSIVE = "not separable at this profile"
+
 
 class ClaimFailed(AssertionError):
     """An asserted claim does not hold."""
@@ -78,6 +81,10 @@ class Claims:
     def report(self, claim: str, evidence: str, holds: bool) -> None:
         """Record a claim whose outcome depends on scale (training budget, sample size); never raises."""
         self.rows.append(Claim(claim, evidence, "holds" if holds else "does not hold at this profile", False))
+
+    def inconclusive(self, claim: str, evidence: str) -> None:
+        """Record a comparison the data cannot decide at this scale (e.g. error bars overlap); never raises."""
+        self.rows.append(Claim(claim, evidence, INCONCLUSIVE, False))
 
     def table(self):
         """The claims as a pandas DataFrame with columns claim, evidence, verdict, checked."""

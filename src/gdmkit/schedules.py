@@ -24,12 +24,12 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from .groupings import Grouping
+from .groupings import Grouping, random_order
 
 __all__ = [
     "Coefficients", "Schedule", "GroupwiseSchedule", "GammaSchedule", "LinearGamma", "ColumnGamma",
     "HaarColumnGamma", "GroupwiseGamma", "uniform_intervals", "gdm_intervals", "time_reparam",
-    "ordering_fourier", "uniform_grid",
+    "ordering_fourier", "uniform_grid", "schedule_sampler",
 ]
 
 
@@ -231,6 +231,29 @@ class GroupwiseSchedule(Schedule):
             pts.append(torch.linspace(hi, lo, steps[j] + 1, dtype=torch.float64))
         grid = torch.unique(torch.cat(pts + [torch.tensor([0.0, 1.0], dtype=torch.float64)]))
         return grid.flip(0).float()
+
+
+def schedule_sampler(groupings: Grouping | Sequence[Grouping], *, shuffle: bool = False,
+                     intervals: Tensor | None = None):
+    """Per-batch GDM schedules for training one network over a family (GDM App. D, Fig. 5, Fig. 11).
+
+    Each call ``sampler(generator)`` picks one of ``groupings`` uniformly and, with ``shuffle``, puts
+    its groups in a random order (order-agnostic training), and returns its :class:`GroupwiseSchedule`
+    (``intervals`` default: uniform). Pass it to :meth:`gdmkit.paths.Path.loss_fn` as
+    ``schedule_sampler``; the network, conditioned on A(t), then serves every member.
+    """
+    family = [groupings] if isinstance(groupings, Grouping) else list(groupings)
+    if not family:
+        raise ValueError("schedule_sampler needs at least one grouping")
+    shapes = {g.event_shape for g in family}
+    if len(shapes) > 1:
+        raise ValueError(f"all groupings must share one event shape, got {sorted(shapes)}")
+
+    def sampler(generator: torch.Generator | None = None) -> GroupwiseSchedule:
+        device = generator.device if generator is not None else "cpu"
+        g = family[int(torch.randint(len(family), (1,), generator=generator, device=device))]
+        return GroupwiseSchedule(random_order(g, generator) if shuffle else g, intervals)
+    return sampler
 
 
 # ----------------------------------------------------------------------------------------------
