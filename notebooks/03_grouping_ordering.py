@@ -110,7 +110,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
-import torch.nn.functional as F
 import xarray as xr
 
 from gdmkit import bases, data, groupings, metrics, nets, paths, plotting, results, sampling, schedules
@@ -119,12 +118,9 @@ from gdmkit.train import TrainConfig
 results.setup_notebook(seed=seed, threads=threads)
 report = results.Report(out_dir)
 claims = results.Claims()
-NOT_SEPARABLE = "not separable at this profile"
 wall = {"start": time.perf_counter()}
-# a reported claim whose comparison the error bars cannot settle gets the verdict NOT_SEPARABLE
-record = lambda claim, evidence, holds, separable: (claims.report(claim, evidence, holds) if separable else  # noqa: E731
-                                                    claims.rows.append(results.Claim(claim, evidence, NOT_SEPARABLE, False)))
-separated = lambda a, b: abs(a[0] - b[0]) > a[1] + b[1]  # (mean, std) pairs whose ±1 std bars do not overlap  # noqa: E731
+# a reported comparison that the ±1 std error bars cannot settle (metrics.separable) gets the verdict
+# "not separable at this profile" (claims.report(..., decidable=False))
 
 # %% [markdown]
 # ## Data and the sample-quality metric
@@ -136,29 +132,24 @@ separated = lambda a, b: abs(a[0] - b[0]) > a[1] + b[1]  # (mean, std) pairs who
 
 # %%
 root = results.repo_root()
-train_set = data.make_dataset(dataset, n=n_train, size=None if dataset == "digits" else image_size, seed=seed,
-                              root=str(root / data_root), split=None if dataset == "digits" else "train")
+train_set = data.make_dataset(dataset, n=n_train, size=image_size, seed=seed, root=str(root / data_root),
+                              split=None if dataset == "digits" else "train")
 x_data = train_set.x
-if x_data.shape[-1] != image_size:
-    x_data = F.interpolate(x_data, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp(-1, 1)
 shape = tuple(x_data.shape[1:])  # (C, H, W)
 C, H, W = shape
 data_name = f"{dataset}{image_size}"
 clf = metrics.train_classifier(x_data, train_set.y, classifier_steps, dataset=data_name,
                                generator=torch.Generator().manual_seed(seed + 1))
-quality_name = f"FD_{clf.name}"
-if metric == "fid":
-    try:
-        metrics.find_weights(metrics.INCEPTION_URL, inception_weights, "GDMKIT_INCEPTION_WEIGHTS")
-        quality_name = "FID"
-    except metrics.WeightsNotFoundError as e:
-        print(f"no Inception weights, falling back to {quality_name}: {e}")
-quality = (lambda x: metrics.fid_inception(x_data, x, weights=inception_weights)) if quality_name == "FID" else (  # noqa: E731
-    lambda x: metrics.frechet_feature_distance(x_data, x, clf).value)
+# reference statistics computed once; FID only when asked for and the Inception weights are on disk
+quality = metrics.SampleQuality(x_data, features=clf, inception_weights=inception_weights,
+                                use_inception=metric == "fid")
+quality_name = quality.name
+if metric == "fid" and quality_name != "FID":
+    print(f"no Inception weights: sample quality falls back to {quality_name}")
 # latents of run r are shared by every setting (common random numbers): differences between settings
 # are not confounded by different noise draws
 latents = lambda n, r: torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed + 1000 + r))  # noqa: E731
-floor = {n: [quality(x_data[torch.randperm(len(x_data), generator=torch.Generator().manual_seed(seed + 500 + r))[:n]])
+floor = {n: [quality(x_data[torch.randperm(len(x_data), generator=torch.Generator().manual_seed(seed + 500 + r))[:n]]).value
              for r in range(n_runs)] for n in sorted({n_eval_table1, n_eval_orders, n_eval_fig11})}
 print(f"{data_name}: {len(x_data)} training images of shape {shape}; sample quality: {quality_name}")
 
@@ -179,8 +170,7 @@ table1_groupings = {"Bottom→Top": groupings.bottom_to_top(shape, 2), "Right→
 STRATEGIES = list(table1_groupings)
 # 3×3 blocks; sides not divisible by 3 (CIFAR-10's 32: 11+11+10) get near-equal blocks, like the paper's
 # ~21×21 blocks of a 64×64 image (§3.2)
-block_grouping = (groupings.blocks(shape, 3) if H % 3 == 0 and W % 3 == 0 else groupings.by_label(
-    ((torch.arange(H) * 3 // H)[:, None] * 3 + (torch.arange(W) * 3 // W)[None, :]).expand(shape).clone()))
+block_grouping = groupings.blocks(shape, 3)
 fig11_groupings = {k: groupings.right_to_left(shape, k) for k in fig11_k}
 for name, g in {**table1_groupings, "blocks 3×3": block_grouping}.items():
     print(f"{name}: k = {g.k}, pixels per group (generation order) {[s // C for s in g.sizes()]}")
@@ -211,9 +201,6 @@ else:
 net_table1 = {s: "table1 (4 strategies)" if table1_shared else f"table1 {s}" for s in STRATEGIES}
 net_fig11 = {k: f"right→left k∈{fig11_k}" if fig11_shared else f"right→left k={k}" for k in fig11_k}
 
-pick = lambda gs, gen: gs[int(torch.randint(len(gs), (1,), generator=gen, device=gen.device))]  # noqa: E731
-# a random order drawn on the generator's own device (CPU or CUDA)
-shuffle = lambda g, gen: groupings.permute(g, torch.randperm(g.k, generator=gen, device=gen.device).cpu())  # noqa: E731
 cfg = TrainConfig(steps=train_steps, batch_size=batch_size, lr=lr, lr_schedule="linear", ema_decay=ema_decay,
                   log_every=max(1, train_steps // 40), ckpt_every=max(1, train_steps // 4), seed=seed, bf16=bf16)
 unet_kw = {} if base_channels is None else {"base_channels": base_channels}
@@ -221,8 +208,7 @@ trained, history = {}, []
 wall["train"] = time.perf_counter()
 for name, (gs, random_order) in families.items():
     base_path = paths.Path(basis, schedules.GroupwiseSchedule(gs[0]), target="u")
-    sampler = ((lambda gen, gs=gs: schedules.GroupwiseSchedule(shuffle(pick(gs, gen), gen))) if random_order
-               else (lambda gen, gs=gs: schedules.GroupwiseSchedule(pick(gs, gen))))
+    sampler = schedules.schedule_sampler(gs, shuffle=random_order)  # one grouping (and order) per batch
     torch.manual_seed(seed)
     net = nets.unet_preset(unet, C, image_size, **unet_kw)
     run = results.cached_train(base_path.loss_fn(schedule_sampler=sampler), net, x_data, cfg, device=device,
@@ -238,10 +224,6 @@ report.figure(plotting.loss_curves(history), "loss");
 print(f"{len(trained)} networks ({nets.count_parameters(net)} parameters each): {', '.join(trained)}")
 
 # %%
-# n samples of run r for a path, a network and a time grid, in chunks of sample_batch images
-draw = lambda path, net, grid, n, r: torch.cat([  # noqa: E731
-    sampling.generate(path, net, len(z), grid, latents=z.to(device)).cpu()
-    for z in latents(n, r).split(sample_batch)])
 wall["sample"] = time.perf_counter()
 
 # %% [markdown]
@@ -294,8 +276,9 @@ for a, s in enumerate(STRATEGIES):
     sched = schedules.GroupwiseSchedule(table1_groupings[s])
     grid = sched.time_grid(sampling.per_group_steps(2, table1_nfe))
     for r in range(n_runs):
-        x = draw(paths.Path(basis, sched), trained[net_table1[s]], grid, n_eval_table1, r)
-        fd_t1[a, r] = quality(x)
+        x = sampling.generate(paths.Path(basis, sched), trained[net_table1[s]], n_eval_table1, grid,
+                              latents=latents(n_eval_table1, r), device=device, batch_size=sample_batch).cpu()
+        fd_t1[a, r] = quality(x).value
         samples_t1.setdefault(s, x[:16])
 PAPER_T1 = {"Bottom→Top": 12.63, "Right→Left": 13.14, "CDM": 14.03, "CDM-inv": 13.70}  # GDM Table 1, FID10K
 t1 = xr.Dataset({"quality": (("strategy", "run"), fd_t1.numpy()),
@@ -314,7 +297,7 @@ fl = (float(t1.floor.mean()), float(t1.floor.std(ddof=1)))
 table1.loc[len(table1)] = {"strategy": "data (floor)", f"{quality_name} mean": fl[0], f"{quality_name} std": fl[1]}
 table1["network"] = ["shared" if table1_shared else "own"] * len(STRATEGIES) + [""]
 report.table(table1, "table1")
-sep_t1 = pd.DataFrame([[("separable" if separated(t1_stats[a], t1_stats[b]) else "overlap") if a != b else ""
+sep_t1 = pd.DataFrame([[("separable" if metrics.separable(t1_stats[a], t1_stats[b]) else "overlap") if a != b else ""
                         for b in STRATEGIES] for a in STRATEGIES], index=STRATEGIES, columns=STRATEGIES)
 report.table(sep_t1.reset_index(names="strategy"), "table1_separability")
 
@@ -341,22 +324,22 @@ runner_up = min((s for s in STRATEGIES if s != best), key=lambda s: t1_stats[s][
 bt = "Bottom→Top"
 ev = "; ".join(f"{s} {t1_stats[s][0]:.3g} ± {t1_stats[s][1]:.2g}" for s in STRATEGIES) + f" ({quality_name}, {n_runs} runs)"
 if best == bt:
-    record("Table 1: Bottom→Top gives the best sample quality of the four k = 2 strategies", ev,
-           True, separated(t1_stats[bt], t1_stats[runner_up]))
+    claims.report("Table 1: Bottom→Top gives the best sample quality of the four k = 2 strategies", ev,
+                  True, metrics.separable(t1_stats[bt], t1_stats[runner_up]))
 else:
-    record("Table 1: Bottom→Top gives the best sample quality of the four k = 2 strategies", ev + f"; best: {best}",
-           False, separated(t1_stats[bt], t1_stats[best]))
+    claims.report("Table 1: Bottom→Top gives the best sample quality of the four k = 2 strategies", ev + f"; best: {best}",
+                  False, metrics.separable(t1_stats[bt], t1_stats[best]))
 worst = max(STRATEGIES, key=lambda s: t1_stats[s][0])
-record("Table 1: the grouping strategy changes sample quality (best and worst strategy differ)",
-       f"best {best} {t1_stats[best][0]:.3g} ± {t1_stats[best][1]:.2g} vs worst {worst} "
-       f"{t1_stats[worst][0]:.3g} ± {t1_stats[worst][1]:.2g}", True, separated(t1_stats[best], t1_stats[worst]))
+claims.report("Table 1: the grouping strategy changes sample quality (best and worst strategy differ)",
+              f"best {best} {t1_stats[best][0]:.3g} ± {t1_stats[best][1]:.2g} vs worst {worst} "
+              f"{t1_stats[worst][0]:.3g} ± {t1_stats[worst][1]:.2g}", True, metrics.separable(t1_stats[best], t1_stats[worst]))
 pairs = [(a, b) for i, a in enumerate(STRATEGIES) for b in STRATEGIES[i + 1:]]
-sep_pairs = [(a, b) for a, b in pairs if separated(t1_stats[a], t1_stats[b])]
+sep_pairs = [(a, b) for a, b in pairs if metrics.separable(t1_stats[a], t1_stats[b])]
 agree = [f"{a} vs {b}" for a, b in sep_pairs if (t1_stats[a][0] < t1_stats[b][0]) == (PAPER_T1[a] < PAPER_T1[b])]
 contradict = [f"{a} vs {b}" for a, b in sep_pairs if (t1_stats[a][0] < t1_stats[b][0]) != (PAPER_T1[a] < PAPER_T1[b])]
-record("Table 1: every pair of strategies that the error bars separate is ordered as in the paper",
-       f"same order as the paper: {', '.join(agree) or 'none'}; opposite: {', '.join(contradict) or 'none'}; "
-       f"not separable: {len(pairs) - len(sep_pairs)} of {len(pairs)} pairs", not contradict, bool(sep_pairs))
+claims.report("Table 1: every pair of strategies that the error bars separate is ordered as in the paper",
+              f"same order as the paper: {', '.join(agree) or 'none'}; opposite: {', '.join(contradict) or 'none'}; "
+              f"not separable: {len(pairs) - len(sep_pairs)} of {len(pairs)} pairs", not contradict, bool(sep_pairs))
 
 # %% [markdown]
 # ## Fig. 5: block-wise grouping (k = 9), random orders of generation, one network
@@ -375,7 +358,9 @@ for a, o in enumerate(orders):
     sched = schedules.GroupwiseSchedule(groupings.permute(block_grouping, o))
     grid = sched.time_grid(sampling.per_group_steps(9, orders_nfe))
     for r in range(n_runs):
-        fd_o[a, r] = quality(draw(paths.Path(basis, sched), block_net, grid, n_eval_orders, r))
+        fd_o[a, r] = quality(sampling.generate(paths.Path(basis, sched), block_net, n_eval_orders, grid,
+                                               latents=latents(n_eval_orders, r), device=device,
+                                               batch_size=sample_batch).cpu()).value
 ds_o = xr.Dataset({"quality": (("order", "run"), fd_o.numpy()),
                    "permutation": (("order", "position"), torch.tensor(orders).numpy()),
                    "floor": (("floor_run",), floor[n_eval_orders])},
@@ -420,10 +405,10 @@ print(orders_table.to_string(index=False, float_format="%.4g"))
 # %%
 spread = float(torch.tensor([o_stats[n][0] for n in order_names]).std()) if n_orders > 1 else float("nan")
 within = float(torch.tensor([o_stats[n][1] for n in order_names]).mean())
-record("Fig. 5: sample quality varies largely with the order of generation (best vs worst order)",
-       f"best {best_o} {o_stats[best_o][0]:.3g} ± {o_stats[best_o][1]:.2g}, worst {worst_o} "
-       f"{o_stats[worst_o][0]:.3g} ± {o_stats[worst_o][1]:.2g}; spread of order means {spread:.2g} "
-       f"vs mean run-to-run std {within:.2g}", True, n_orders > 1 and separated(o_stats[best_o], o_stats[worst_o]))
+claims.report("Fig. 5: sample quality varies largely with the order of generation (best vs worst order)",
+              f"best {best_o} {o_stats[best_o][0]:.3g} ± {o_stats[best_o][1]:.2g}, worst {worst_o} "
+              f"{o_stats[worst_o][0]:.3g} ± {o_stats[worst_o][1]:.2g}; spread of order means {spread:.2g} "
+              f"vs mean run-to-run std {within:.2g}", True, n_orders > 1 and metrics.separable(o_stats[best_o], o_stats[worst_o]))
 
 # %% [markdown]
 # ## Fig. 11: sample quality against NFE for k right→left strips
@@ -440,7 +425,9 @@ for a, k in enumerate(fig11_k):
             continue
         grid = sched.time_grid(sampling.per_group_steps(k, nfe))
         for r in range(fig11_runs):
-            fd_k[a, b, r] = quality(draw(paths.Path(basis, sched), trained[net_fig11[k]], grid, n_eval_fig11, r))
+            fd_k[a, b, r] = quality(sampling.generate(paths.Path(basis, sched), trained[net_fig11[k]], n_eval_fig11,
+                                                      grid, latents=latents(n_eval_fig11, r), device=device,
+                                                      batch_size=sample_batch).cpu()).value
 ds_k = xr.Dataset({"quality": (("k", "nfe", "run"), fd_k.numpy()), "floor": (("floor_run",), floor[n_eval_fig11])},
                   coords={"k": fig11_k, "nfe": fig11_nfe, "run": list(range(fig11_runs))},
                   attrs={"metric": quality_name, "grouping": "right_to_left strips", "n_samples": n_eval_fig11,
@@ -469,9 +456,9 @@ print(fig11_table.to_string(index=False, float_format="%.4g"))
 k_lo, k_hi = min(fig11_k), max(fig11_k)
 nfe0 = min(n for n in fig11_nfe if n >= k_hi)  # the smallest NFE every k can use
 st = {k: (float(ds_k.quality.sel(k=k, nfe=nfe0).mean()), float(ds_k.quality.sel(k=k, nfe=nfe0).std(ddof=1))) for k in fig11_k}
-record(f"Fig. 11: more groups cost sampling efficiency (at NFE {nfe0}, k = {k_hi} is worse than k = {k_lo})",
-       "; ".join(f"k={k}: {st[k][0]:.3g} ± {st[k][1]:.2g}" for k in fig11_k) + f" ({quality_name}, {fig11_runs} runs)",
-       st[k_hi][0] > st[k_lo][0], separated(st[k_hi], st[k_lo]))
+claims.report(f"Fig. 11: more groups cost sampling efficiency (at NFE {nfe0}, k = {k_hi} is worse than k = {k_lo})",
+              "; ".join(f"k={k}: {st[k][0]:.3g} ± {st[k][1]:.2g}" for k in fig11_k) + f" ({quality_name}, {fig11_runs} runs)",
+              st[k_hi][0] > st[k_lo][0], metrics.separable(st[k_hi], st[k_lo]))
 
 # %% [markdown]
 # ## Fig. 1b–c: block-wise sequential generation and the group-wise latent space

@@ -269,15 +269,19 @@ class SampleQuality:
     """Sample quality against a fixed reference set whose statistics are computed once.
 
     FID (Inception) when the weights are on disk (``inception_weights``, $GDMKIT_INCEPTION_WEIGHTS
-    or the torch hub cache), otherwise the Fréchet distance in ``features``, labelled "FD_<name>".
+    or the torch hub cache) and ``use_inception``, otherwise the Fréchet distance in ``features``,
+    labelled "FD_<name>".
     ``quality(fake) -> Metric``; ``quality.name`` says which it is. Use it when many sample sets are
     scored against one reference (GDM Fig. 5's orders × runs).
     """
 
     def __init__(self, real: Tensor, *, features: FeatureExtractor | None = None,
-                 inception_weights: str | os.PathLike | None = None, batch_size: int = 64):
+                 inception_weights: str | os.PathLike | None = None, use_inception: bool = True,
+                 batch_size: int = 64):
         self.batch_size = batch_size
         try:
+            if not use_inception:
+                raise WeightsNotFoundError("Inception not requested (use_inception=False)")
             path = find_weights(INCEPTION_URL, inception_weights, "GDMKIT_INCEPTION_WEIGHTS")
         except WeightsNotFoundError as e:
             if features is None:

@@ -78,8 +78,14 @@ class Claims:
         if not holds:
             raise ClaimFailed(f"claim failed: {claim} — evidence: {evidence}")
 
-    def report(self, claim: str, evidence: str, holds: bool) -> None:
-        """Record a claim whose outcome depends on scale (training budget, sample size); never raises."""
+    def report(self, claim: str, evidence: str, holds: bool, decidable: bool = True) -> None:
+        """Record a claim whose outcome depends on scale (training budget, sample size); never raises.
+
+        ``decidable=False`` (e.g. the error bars of the compared results overlap) records the verdict
+        "not separable at this profile" whatever ``holds`` says.
+        """
+        if not decidable:
+            return self.inconclusive(claim, evidence)
         self.rows.append(Claim(claim, evidence, "holds" if holds else "does not hold at this profile", False))
 
     def inconclusive(self, claim: str, evidence: str) -> None:

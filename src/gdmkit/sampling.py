@@ -115,18 +115,26 @@ def encode(model, chi0: Tensor, ts: Tensor, solver=euler, callback: Callback | N
 
 
 def generate(path: Path, net_or_model, n: int, ts: Tensor, *, solver=euler, generator=None, device=None,
-             latents: Tensor | None = None, callback: Callback | None = None) -> Tensor:
+             latents: Tensor | None = None, callback: Callback | None = None,
+             batch_size: int | None = None) -> Tensor:
     """Draw χ_1 ~ N(0, I) (or use ``latents``), integrate to t = 0, return data-space samples.
 
     ``net_or_model`` is a network (wrapped with ``path.denoiser``) or already a model callable.
+    ``batch_size`` integrates the latents in chunks (ODE samples do not depend on it). ``latents``
+    live in χ coordinates (``path.prior_sample``); ``device`` is where the integration runs.
     """
     model = net_or_model if _is_model(net_or_model) else path.denoiser(net_or_model)
     chi = latents if latents is not None else path.prior_sample(n, generator=generator, device=device)
-    if solver is euler_maruyama:
-        chi = euler_maruyama(model, chi, ts, path.schedule, generator=generator, callback=callback)
-    else:
-        chi = solver(model, chi, ts, callback=callback)
-    return path.decode(chi)
+    if device is not None:
+        chi = chi.to(device)
+    out = []
+    for part in chi.split(batch_size or len(chi)):
+        if solver is euler_maruyama:
+            part = euler_maruyama(model, part, ts, path.schedule, generator=generator, callback=callback)
+        else:
+            part = solver(model, part, ts, callback=callback)
+        out.append(path.decode(part))
+    return torch.cat(out)
 
 
 def _is_model(obj) -> bool:
