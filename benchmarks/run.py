@@ -126,22 +126,25 @@ def bench_bases(quick: bool) -> list[dict]:
         x = torch.randn(shape, generator=g).to(dev)
         net = nets.unet_preset("laptop", C, H).to(dev).eval()
         state, summ = torch.rand(shape, generator=g).to(dev), torch.rand(B, generator=g).to(dev)
-        fns = {"unet_forward": lambda: net(x, state, summ)}
+        tag = f"{B}x{C}x{H}x{W}"
+        fns = {f"unet_forward/{tag}": lambda: net(x, state, summ)}
         for name in ("dct", "blur", "fourier", "haar", "pixel"):
             kw = {"levels": 3} if name == "haar" else {}
             b = bases.make_basis(name, (C, H, W), **kw).to(dev)
-            fns[name] = (lambda b=b: b.from_coeffs(b.to_coeffs(x)))
+            fns[f"{name}/{tag}"] = (lambda b=b: b.from_coeffs(b.to_coeffs(x)))
         with torch.no_grad():
             t = _interleaved(fns, 3 if H > 64 else 10, dev)
+        if not t:
+            continue
         for name in ("dct", "blur", "fourier", "haar", "pixel"):
-            out.append(_record(f"basis_fwd_inv/{name}/{B}x{C}x{H}x{W}", t[name] / t["unet_forward"], "ratio",
-                               dev, target=0.05 if name != "pixel" else None, seconds=t[name],
-                               baseline="laptop UNet forward", baseline_seconds=t["unet_forward"],
-                               mem_key=name, baseline_mem_key="unet_forward"))
+            out.append(_record(f"basis_fwd_inv/{name}/{tag}", t[f"{name}/{tag}"] / t[f"unet_forward/{tag}"], "ratio",
+                               dev, target=0.05 if name != "pixel" else None, seconds=t[f"{name}/{tag}"],
+                               baseline="laptop UNet forward", baseline_seconds=t[f"unet_forward/{tag}"],
+                               mem_key=f"{name}/{tag}", baseline_mem_key=f"unet_forward/{tag}"))
     return out
 
 
-def _gdm_loss(basis, grouping, net):
+def _gdm_loss(basis, grouping):
     path = paths.Path(basis, schedules.GroupwiseSchedule(grouping), target="u")
     return path.loss_fn()
 
@@ -165,8 +168,8 @@ def _train_setup(B: int, C: int, H: int, dev):
     n = H * H
     bands = groupings.frequency_bands(dct.labels()["rank"].cpu(), [n // 64, n // 16, n // 4])
     fns = {
-        "pixel_k1": _train_step_fn(_gdm_loss(bases.Pixel(shape).to(dev), groupings.single(shape), net), net, x, opt, g),
-        "dct_k4": _train_step_fn(_gdm_loss(dct, bands, net), net, x, opt, g),
+        "pixel_k1": _train_step_fn(_gdm_loss(bases.Pixel(shape).to(dev), groupings.single(shape)), net, x, opt, g),
+        "dct_k4": _train_step_fn(_gdm_loss(dct, bands), net, x, opt, g),
     }
     return g, x, net, opt, fns
 
@@ -204,6 +207,8 @@ def bench_throughput(quick: bool) -> list[dict]:
         fns = {"torchcfm": cfm_step, "gdmkit_k1": gdm["pixel_k1"], "gdmkit_k4_dct": gdm["dct_k4"]}
         fns = {f"{k}/{H}": f for k, f in fns.items()}
         t = _interleaved(fns, 3 if quick else 8, dev)
+        if not t:
+            continue
         t = {k.split("/")[0]: v for k, v in t.items()}
         for k, target in (("torchcfm", None), ("gdmkit_k1", 1.03), ("gdmkit_k4_dct", 1.08)):
             out.append(_record(f"train_throughput/{k}/{H}x{H}", B / t[k], "images/s", dev,
@@ -236,8 +241,38 @@ def bench_sampling(quick: bool) -> list[dict]:
     return out
 
 
+def bench_cuda(quick: bool) -> list[dict]:
+    """CUDA only: paper-profile U-Net training images/s, fp32 vs bf16 autocast vs torch.compile."""
+    dev = _device()
+    if dev.type != "cuda":
+        return []
+    B, C, H = (32, 3, 32) if quick else (128, 3, 32)
+    shape = (C, H, H)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, *shape, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
+    loss_fn = _gdm_loss(bases.Pixel(shape).to(dev), groupings.single(shape))
+    fns = {}
+    for name, (bf16, compiled) in {"fp32": (False, False), "bf16": (True, False), "compile": (False, True),
+                                   "bf16+compile": (True, True)}.items():
+        torch.manual_seed(0)
+        net = nets.unet_preset("paper", C, H).to(dev).to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        fwd = torch.compile(net) if compiled else net
+
+        def step(fwd=fwd, opt=opt, bf16=bf16):
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(fwd, x, g).mean()
+            loss.backward()
+            opt.step()
+        fns[name] = step
+    t = _interleaved(fns, 5 if quick else 20, dev)
+    return [_record(f"cuda_train_throughput/paper_unet/{k}/{H}x{H}", B / v, "images/s", dev,
+                    speedup_vs_fp32=t["fp32"] / v, mem_key=k, batch=B) for k, v in t.items()]
+
+
 BENCHES = {"bases": bench_bases, "train_step": bench_train_step, "throughput": bench_throughput,
-           "sampling": bench_sampling}
+           "sampling": bench_sampling, "cuda": bench_cuda}
 
 
 def _run_one(name: str, quick: bool) -> list[dict]:

@@ -169,10 +169,10 @@ class Orthogonal(Basis):
         return cls(Q * torch.sign(torch.diagonal(R)))
 
     def _to(self, x: Tensor) -> Tensor:
-        return x @ self.U.to(x.dtype)  # (B, d) @ (d, d): row-vector form of Uᵀx
+        return x @ self.U.to(x)  # (B, d) @ (d, d): row-vector form of Uᵀx
 
     def _from(self, c: Tensor) -> Tensor:
-        return c @ self.U.to(c.dtype).T
+        return c @ self.U.to(c).T
 
 
 def _makhoul_perm(n: int, device) -> Tensor:
@@ -253,12 +253,12 @@ class DCT(Basis):
     def _to(self, x: Tensor) -> Tensor:
         if self.method == "fft":
             return dct_ii(dct_ii(x).transpose(-1, -2)).transpose(-1, -2)  # along W, then along H
-        return self.C_h.to(x.dtype) @ x @ self.C_w.to(x.dtype).T
+        return self.C_h.to(x) @ x @ self.C_w.to(x).T
 
     def _from(self, c: Tensor) -> Tensor:
         if self.method == "fft":
             return idct_ii(idct_ii(c.transpose(-1, -2)).transpose(-1, -2))
-        return self.C_h.to(c.dtype).T @ c @ self.C_w.to(c.dtype)
+        return self.C_h.to(c).T @ c @ self.C_w.to(c)
 
 
 def gaussian_blur_matrix(n: int, sigma: float) -> Tensor:
@@ -312,10 +312,10 @@ class GaussianBlur(Basis):
                          rank=_rank(-eig), channel=torch.arange(C)[:, None, None])
 
     def _to(self, x: Tensor) -> Tensor:
-        return self.Q_h.to(x.dtype).T @ x @ self.Q_w.to(x.dtype)  # Q_Hᵀ X Q_W per channel
+        return self.Q_h.to(x).T @ x @ self.Q_w.to(x)  # Q_Hᵀ X Q_W per channel
 
     def _from(self, c: Tensor) -> Tensor:
-        return self.Q_h.to(c.dtype) @ c @ self.Q_w.to(c.dtype).T
+        return self.Q_h.to(c) @ c @ self.Q_w.to(c).T
 
 
 class Fourier(Basis):
@@ -407,11 +407,11 @@ class PCA(Basis):
 
     def _to(self, x: Tensor) -> Tensor:
         flat = x.flatten(-2) if x.dim() == 4 else x  # (B, C, P) or (B, d)
-        return (flat @ self.U.to(x.dtype)).reshape(x.shape)
+        return (flat @ self.U.to(x)).reshape(x.shape)
 
     def _from(self, c: Tensor) -> Tensor:
         flat = c.flatten(-2) if c.dim() == 4 else c
-        return (flat @ self.U.to(c.dtype).T).reshape(c.shape)
+        return (flat @ self.U.to(c).T).reshape(c.shape)
 
 
 class Haar(Basis):

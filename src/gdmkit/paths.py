@@ -142,6 +142,12 @@ class Path:
     def event_shape(self) -> tuple[int, ...]:
         return tuple(self.basis.event_shape)
 
+    def to(self, device) -> "Path":
+        """The same path with its basis, schedule and scale on ``device`` (they also follow the data's
+        device per call, but moving them once avoids a copy per call)."""
+        return replace(self, basis=self.basis.to(device), schedule=self.schedule.to(device),
+                       scale=None if self.scale is None else self.scale.to(device))
+
     def with_schedule(self, schedule: Schedule) -> "Path":
         """The same path with another schedule (e.g. one drawn for this batch)."""
         return replace(self, schedule=schedule)

@@ -57,12 +57,13 @@ def _bt(t: Tensor, ndim: int) -> Tensor:
 
 
 def _tb(t: Tensor, ndim: int, ref: Tensor) -> Tensor:
-    """Times as (B, 1, ..., 1) on ``ref``'s device, in t's floating dtype (float32 for integer t).
+    """Times as (B, 1, ..., 1) in t's floating dtype (float32 for integer t), on t's device.
 
-    Schedule buffers are kept in float64 and cast to this dtype per call, so a float64 evaluation sees
-    the exact interval ends and a float32 one the rounded ones, consistently with its own t.
+    Schedule buffers are kept in float64 and cast per call with ``buffer.to(tb)`` (a no-op once the
+    schedule lives on t's device and dtype), so a float64 evaluation sees the exact interval ends and a
+    float32 one the rounded ones, consistently with its own t, and CUDA times work with a CPU schedule.
     """
-    tb = _bt(t, ndim).to(ref.device)
+    tb = _bt(t, ndim)
     return tb if tb.is_floating_point() else tb.float()
 
 
@@ -185,13 +186,13 @@ class GroupwiseSchedule(Schedule):
     def A(self, t: Tensor) -> Tensor:
         """Diagonal of A(t), shape (B, *event_shape) (GDM eq. 10)."""
         tb = _tb(t, len(self.event_shape), self.t_end)
-        ts, te = self.t_start.to(tb.dtype), self.t_end.to(tb.dtype)
+        ts, te = self.t_start.to(tb), self.t_end.to(tb)
         return ((te - tb) / (te - ts)).clamp(0.0, 1.0)
 
     def dA(self, t: Tensor, side: str = "left") -> Tensor:
         """A′(t): −1/(t_end_j − t_start_j) inside group j's interval, 0 outside (exact)."""
         tb = _tb(t, len(self.event_shape), self.t_end)
-        ts, te = self.t_start.to(tb.dtype), self.t_end.to(tb.dtype)
+        ts, te = self.t_start.to(tb), self.t_end.to(tb)
         return torch.where(_ramp_active(tb, ts, te, side), -1.0 / (te - ts), torch.zeros_like(tb))
 
     def coefficients(self, t: Tensor, side: str = "left") -> Coefficients:
@@ -365,7 +366,7 @@ class LinearGamma(GammaSchedule):
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
         tb = _tb(t, len(self.event_shape), self.gamma_min)
         s, ds = time_reparam(tb, self.power)
-        return self.gamma_min.to(tb.dtype) + s * self.delta, (ds * self.delta).expand(-1, *self.event_shape)
+        return self.gamma_min.to(tb) + s * self.delta, (ds * self.delta).expand(-1, *self.event_shape)
 
 
 class ColumnGamma(GammaSchedule):
@@ -400,7 +401,7 @@ class ColumnGamma(GammaSchedule):
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
         tb = _tb(t, len(self.event_shape), self.t_i)
         slope = (self.gamma_max - self.gamma_min) / (1 - self.b)
-        raw = self.gamma_min + (tb - self.t_i.to(tb.dtype)) * slope
+        raw = self.gamma_min + (tb - self.t_i.to(tb)) * slope
         active = _ramp_active(raw, self.gamma_min, self.gamma_max, side)
         return raw.clamp(self.gamma_min, self.gamma_max), torch.where(active, slope, 0.0).to(raw)
 
@@ -460,10 +461,10 @@ class HaarColumnGamma(GammaSchedule):
 
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
         tb = _tb(t, len(self.event_shape), self.c_i)
-        u = (tb - self.c_i.to(tb.dtype)) / (1 - self.a)
+        u = (tb - self.c_i.to(tb)) / (1 - self.a)
         ti = u.clamp(0.0, 1.0)
         slope = (self.gamma_max - self.gamma_min) / (1 - self.b)
-        raw = self.gamma_min + slope * (ti - self.c_ij.to(tb.dtype))
+        raw = self.gamma_min + slope * (ti - self.c_ij.to(tb))
         active = _ramp_active(u, 0.0, 1.0, side) & _ramp_active(raw, self.gamma_min, self.gamma_max, side)
         dg = torch.where(active, slope / (1 - self.a), 0.0).to(raw)
         return raw.clamp(self.gamma_min, self.gamma_max), dg
