@@ -145,7 +145,7 @@ def bench_bases(quick: bool) -> list[dict]:
 
 
 def _gdm_loss(basis, grouping):
-    path = paths.Path(basis, schedules.GroupwiseSchedule(grouping), target="u")
+    path = paths.DiagonalPath(basis, schedules.GroupwiseSchedule(grouping), target="u")
     return path.loss_fn()
 
 
@@ -227,7 +227,7 @@ def bench_sampling(quick: bool) -> list[dict]:
     for k in (1, 2, 4, 9):
         grp = groupings.right_to_left(shape, k)   # GDM Fig. 11's grouping
         sched = schedules.GroupwiseSchedule(grp)
-        path = paths.Path(bases.Pixel(shape).to(dev), sched.to(dev), target="u")
+        path = paths.DiagonalPath(bases.Pixel(shape).to(dev), sched.to(dev), target="u")
         ts = sched.time_grid(sampling.per_group_steps(k, steps_total))
         for solver in (sampling.euler, sampling.heun):
             model = sampling.CountingModel(path.denoiser(net))

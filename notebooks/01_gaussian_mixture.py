@@ -91,8 +91,8 @@ x_ref = oracle.sample(n_eval, torch.Generator().manual_seed(seed + 1))  # held-o
 
 basis = bases.Pixel((2,))
 gdm_paths = {
-    "scalar (k=1)": paths.Path(basis, schedules.GroupwiseSchedule(groupings.single((2,)))),
-    "GDM x1→x2 (k=2)": paths.Path(basis, schedules.GroupwiseSchedule(groupings.per_element((2,)))),
+    "scalar (k=1)": paths.DiagonalPath(basis, schedules.GroupwiseSchedule(groupings.single((2,)))),
+    "GDM x1→x2 (k=2)": paths.DiagonalPath(basis, schedules.GroupwiseSchedule(groupings.per_element((2,)))),
 }
 SCALAR, GDM = list(gdm_paths)
 for name, path in gdm_paths.items():
@@ -138,7 +138,7 @@ samples, frames = {}, {}
 for label, (path, model) in models.items():
     name = label.split(" ", 1)[1]
     rec, fr = sampling.trajectory_recorder(path)
-    samples[label] = path.decode(sampling.euler(model, latents, grids[name], callback=rec))
+    samples[label] = path.to_x(sampling.euler(model, latents, grids[name], callback=rec))
     frames[label] = fr
 
 times = [1.0, 0.75, 0.5, 0.25, 0.0]
@@ -257,11 +257,11 @@ loc_models = {k: models[k] for k in [f"oracle {GDM}", f"trained {GDM}", f"oracle
 rows = []
 for label, (path, model) in loc_models.items():
     grid = grids[label.split(" ", 1)[1]]
-    x_base = path.decode(sampling.euler(model, z_base, grid))
+    x_base = path.to_x(sampling.euler(model, z_base, grid))
     for g in range(2):
         z_pert = z_base.clone()
         z_pert[:, g] = z_new[:, g]
-        x_pert = path.decode(sampling.euler(model, z_pert, grid))
+        x_pert = path.to_x(sampling.euler(model, z_pert, grid))
         loc = metrics.group_locality(x_base, x_pert, torch.arange(2) == g)
         rows.append({"model": label, "varied": f"z{g + 1}", "mean|Δ own coordinate|": loc.inside,
                      "mean|Δ other coordinate|": loc.outside, "ratio": loc.ratio})
@@ -278,7 +278,7 @@ for label, (path, model) in loc_models.items():
     for g, col in [(1, "vary z2"), (0, "vary z1")]:
         zz = z_few[:, None, :].repeat(1, len(sweep), 1)
         zz[:, :, g] = sweep
-        panels[label][col] = path.decode(sampling.euler(model, zz.reshape(-1, 2), grid)).reshape(len(z_few), len(sweep), 2)
+        panels[label][col] = path.to_x(sampling.euler(model, zz.reshape(-1, 2), grid)).reshape(len(z_few), len(sweep), 2)
 report.figure(plotting.latent_variation_2d(panels), "fig1c_latent_variation")
 
 # %%

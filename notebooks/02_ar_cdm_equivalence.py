@@ -107,7 +107,7 @@ x_ar_test = F.avg_pool2d(data.digits(8, split="test")[0], pool)
 shape_ar = tuple(x_ar.shape[1:])
 d = math.prod(shape_ar)
 ar_sched = schedules.GroupwiseSchedule(groupings.per_element(shape_ar))
-ar_path = paths.Path(bases.Pixel(shape_ar), ar_sched, target="u", weighting="velocity")  # eq. 7
+ar_path = paths.DiagonalPath(bases.Pixel(shape_ar), ar_sched, target="u", weighting="velocity")  # eq. 7
 print(f"AR data: {len(x_ar)} training images of shape {shape_ar}, d = k = {d}")
 
 # eq. 20-21 at every grid time t = l/d
@@ -132,7 +132,7 @@ print(f"eq. 20 holds at all {d} grid times: {eq20}; eq. 21: {eq21}")
 # %%
 ar_variants = {
     "AR (App. C.1: eq. 7, t = l/d)": (ar_path, paths.discrete_times(d), "discrete"),
-    "GDM k=d (eq. 8, t ~ U(0,1))": (paths.Path(bases.Pixel(shape_ar), ar_sched), paths.uniform_times, "uniform"),
+    "GDM k=d (eq. 8, t ~ U(0,1))": (paths.DiagonalPath(bases.Pixel(shape_ar), ar_sched), paths.uniform_times, "uniform"),
 }
 ar_nets = {}
 for name, (path, time_sampler, tag) in ar_variants.items():
@@ -178,7 +178,7 @@ print(f"eq. 22 = d² × eq. 25 per example in float64 (max relative difference �
 
 # %%
 chi1 = ar_path.prior_sample(n_samples, generator=torch.Generator().manual_seed(seed + 2))
-x_gdm = ar_path.decode(sampling.euler(ar_path.denoiser(ar_net), chi1, ar_sched.time_grid([1] * d)))
+x_gdm = ar_path.to_x(sampling.euler(ar_path.denoiser(ar_net), chi1, ar_sched.time_grid([1] * d)))
 with torch.no_grad():  # App. C.1: for l = d, ..., 1: x_l <- x_theta(x_{>l}, l); here component i* = d - l
     x_seq = chi1.flatten(1).clone()
     for i in range(d):
@@ -207,7 +207,7 @@ report.table(pd.DataFrame([
 ar_sets = {f"{AR}, N_j=1": x_gdm}
 for n_j in (1, ar_sample_steps):
     ct_path = ar_variants[CT][0]
-    ar_sets[f"{CT}, N_j={n_j}"] = ct_path.decode(sampling.euler(ct_path.denoiser(ar_nets[CT]), chi1, ar_sched.time_grid([n_j] * d)))
+    ar_sets[f"{CT}, N_j={n_j}"] = ct_path.to_x(sampling.euler(ct_path.denoiser(ar_nets[CT]), chi1, ar_sched.time_grid([n_j] * d)))
 
 n_ref = min(len(x_ar_test), n_samples)
 subset = torch.randperm(len(x_ar), generator=torch.Generator().manual_seed(seed + 8))[:n_ref]  # a random set of training digits
@@ -251,7 +251,7 @@ net_kwargs = dict(hidden=hidden, depth=depth, emb_dim=emb_dim)
 
 
 cdm_grouping = groupings.cdm(shape)
-cdm_path = paths.Path(bases.Pixel(shape), schedules.GroupwiseSchedule(cdm_grouping))
+cdm_path = paths.DiagonalPath(bases.Pixel(shape), schedules.GroupwiseSchedule(cdm_grouping))
 torch.manual_seed(seed)
 run = results.cached_train(cdm_path.loss_fn(), nets.make_net(net, shape, **net_kwargs), x_img, cfg["cdm"], device=device,
                            description=results.describe_path(cdm_path, time_sampler="uniform"))
@@ -265,7 +265,7 @@ cdm_model = cdm_path.denoiser(cdm_net)
 grid_cdm = cdm_path.schedule.time_grid([steps_per_group] * 2)
 lat = cdm_path.prior_sample(n_samples, generator=torch.Generator().manual_seed(seed + 3)).to(device)
 rec, frames = sampling.trajectory_recorder(cdm_path)
-x_cdm = cdm_path.decode(sampling.euler(cdm_model, lat, grid_cdm, callback=rec)).cpu()
+x_cdm = cdm_path.to_x(sampling.euler(cdm_model, lat, grid_cdm, callback=rec)).cpu()
 lat = lat.cpu()
 mid = {round(t, 6): x for t, x, _ in frames}[0.5]  # after stage 1
 stage1_keeps = torch.equal(mid[:, g1], lat[:, g1])
@@ -281,8 +281,8 @@ print(f"stage 1 leaves the other pixels at their latent: {stage1_keeps}; stage 2
 grid_sr = grid_cdm[grid_cdm <= 0.5]
 x_lr = x_img_test[:n_samples]
 noise = torch.randn(x_lr.shape, generator=torch.Generator().manual_seed(seed + 4))
-chi_half = torch.where(g0, cdm_path.encode(x_lr), noise)  # the state at t = 0.5: grid clean, rest noise
-x_sr = cdm_path.decode(sampling.euler(cdm_model, chi_half.to(device), grid_sr)).cpu()
+chi_half = torch.where(g0, cdm_path.to_chi(x_lr), noise)  # the state at t = 0.5: grid clean, rest noise
+x_sr = cdm_path.to_x(sampling.euler(cdm_model, chi_half.to(device), grid_sr)).cpu()
 sr_keeps = torch.equal(x_sr[:, g0], x_lr[:, g0])
 claims.check("Prop. 3.2: stage 2 alone super-resolves a given low-resolution grid without changing it",
              f"bitwise equal on {len(x_lr)} test grids: {sr_keeps}", sr_keeps)
@@ -293,7 +293,7 @@ print(f"stage 2 keeps a given grid exactly: {sr_keeps}")
 lat_b = torch.where(g1, torch.randn(lat.shape, generator=torch.Generator().manual_seed(seed + 5)), lat)  # new group-2 noise
 lat_c = torch.where(g0, torch.randn(lat.shape, generator=torch.Generator().manual_seed(seed + 6)), lat)  # new grid noise
 grid_s1 = grid_cdm[grid_cdm >= 0.5]
-stage1 = {name: cdm_path.decode(sampling.euler(cdm_model, z_.to(device), grid_s1)).cpu()[:, g0]
+stage1 = {name: cdm_path.to_x(sampling.euler(cdm_model, z_.to(device), grid_s1)).cpu()[:, g0]
           for name, z_ in (("base", lat), ("new group-2 noise", lat_b), ("new grid noise", lat_c))}
 dep_g1 = float((stage1["new group-2 noise"] - stage1["base"]).abs().mean())
 dep_g0 = float((stage1["new grid noise"] - stage1["base"]).abs().mean())
@@ -340,7 +340,7 @@ report.figure(plotting.image_panels({"low-res test grid": x_lr[:16, :, ::2, ::2]
 # %%
 base = groupings.blocks(shape, oa_per_side)
 k_oa = base.k
-oa_path = paths.Path(bases.Pixel(shape), schedules.GroupwiseSchedule(base))
+oa_path = paths.DiagonalPath(bases.Pixel(shape), schedules.GroupwiseSchedule(base))
 random_order_schedule = schedules.schedule_sampler(base, shuffle=True)  # GDM App. D: a fresh block order per batch
 
 
@@ -357,7 +357,7 @@ for name, order in orders.items():
     grouping = groupings.permute(base, order)
     path = oa_path.with_schedule(schedules.GroupwiseSchedule(grouping))
     rec, fr = sampling.trajectory_recorder(path)
-    x_o = path.decode(sampling.euler(path.denoiser(oa_net), lat.to(device), path.schedule.time_grid([steps_per_group] * k_oa), callback=rec)).cpu()
+    x_o = path.to_x(sampling.euler(path.denoiser(oa_net), lat.to(device), path.schedule.time_grid([steps_per_group] * k_oa), callback=rec)).cpu()
     states = {round(t, 6): x for t, x, _ in fr}
     ok = True
     for m in range(k_oa):  # group m: latent until its interval starts, final value once it ends

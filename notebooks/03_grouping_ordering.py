@@ -207,7 +207,7 @@ unet_kw = {} if base_channels is None else {"base_channels": base_channels}
 trained, history = {}, []
 wall["train"] = time.perf_counter()
 for name, (gs, random_order) in families.items():
-    base_path = paths.Path(basis, schedules.GroupwiseSchedule(gs[0]), target="u")
+    base_path = paths.DiagonalPath(basis, schedules.GroupwiseSchedule(gs[0]), target="u")
     sampler = schedules.schedule_sampler(gs, shuffle=random_order)  # one grouping (and order) per batch
     torch.manual_seed(seed)
     net = nets.unet_preset(unet, C, image_size, **unet_kw)
@@ -243,7 +243,7 @@ net_for = {**{s: net_table1[s] for s in STRATEGIES}, "blocks (row-major)": "bloc
            **{f"right→left k={k}": net_fig11[k] for k in fig11_k}}
 for name, g in structure.items():
     sched = schedules.GroupwiseSchedule(g)
-    path = paths.Path(basis, sched)
+    path = paths.DiagonalPath(basis, sched)
     grid = sched.time_grid(sampling.per_group_steps(g.k, nfe_for[name]))
     counter = sampling.CountingModel(path.denoiser(trained[net_for[name]]))
     rec, frames = sampling.trajectory_recorder(path)
@@ -276,7 +276,7 @@ for a, s in enumerate(STRATEGIES):
     sched = schedules.GroupwiseSchedule(table1_groupings[s])
     grid = sched.time_grid(sampling.per_group_steps(2, table1_nfe))
     for r in range(n_runs):
-        x = sampling.generate(paths.Path(basis, sched), trained[net_table1[s]], n_eval_table1, grid,
+        x = sampling.generate(paths.DiagonalPath(basis, sched), trained[net_table1[s]], n_eval_table1, grid,
                               latents=latents(n_eval_table1, r), device=device, batch_size=sample_batch).cpu()
         fd_t1[a, r] = quality(x).value
         samples_t1.setdefault(s, x[:16])
@@ -358,7 +358,7 @@ for a, o in enumerate(orders):
     sched = schedules.GroupwiseSchedule(groupings.permute(block_grouping, o))
     grid = sched.time_grid(sampling.per_group_steps(9, orders_nfe))
     for r in range(n_runs):
-        fd_o[a, r] = quality(sampling.generate(paths.Path(basis, sched), block_net, n_eval_orders, grid,
+        fd_o[a, r] = quality(sampling.generate(paths.DiagonalPath(basis, sched), block_net, n_eval_orders, grid,
                                                latents=latents(n_eval_orders, r), device=device,
                                                batch_size=sample_batch).cpu()).value
 ds_o = xr.Dataset({"quality": (("order", "run"), fd_o.numpy()),
@@ -390,7 +390,7 @@ rows = {}
 for label, n in (("best", best_o), ("worst", worst_o)):
     o = orders[order_names.index(n)]
     sched = schedules.GroupwiseSchedule(groupings.permute(block_grouping, o))
-    path = paths.Path(basis, sched)
+    path = paths.DiagonalPath(basis, sched)
     rec, frames = sampling.trajectory_recorder(path)
     x0 = sampling.generate(path, block_net, n_show, sched.time_grid(sampling.per_group_steps(9, orders_nfe)),
                            latents=latents(n_show, 0).to(device), callback=rec).cpu()
@@ -425,7 +425,7 @@ for a, k in enumerate(fig11_k):
             continue
         grid = sched.time_grid(sampling.per_group_steps(k, nfe))
         for r in range(fig11_runs):
-            fd_k[a, b, r] = quality(sampling.generate(paths.Path(basis, sched), trained[net_fig11[k]], n_eval_fig11,
+            fd_k[a, b, r] = quality(sampling.generate(paths.DiagonalPath(basis, sched), trained[net_fig11[k]], n_eval_fig11,
                                                       grid, latents=latents(n_eval_fig11, r), device=device,
                                                       batch_size=sample_batch).cpu()).value
 ds_k = xr.Dataset({"quality": (("k", "nfe", "run"), fd_k.numpy()), "floor": (("floor_run",), floor[n_eval_fig11])},
@@ -472,7 +472,7 @@ claims.report(f"Fig. 11: more groups cost sampling efficiency (at NFE {nfe0}, k 
 
 # %%
 sched = schedules.GroupwiseSchedule(block_grouping)
-path = paths.Path(basis, sched)
+path = paths.DiagonalPath(basis, sched)
 grid_b = sched.time_grid(sampling.per_group_steps(9, orders_nfe))
 rec, frames = sampling.trajectory_recorder(path)
 x_show = sampling.generate(path, block_net, n_show, grid_b, latents=latents(n_show, 0).to(device), callback=rec).cpu()
@@ -484,7 +484,7 @@ z_base = latents(n_locality, 7)
 z_new = torch.randn(z_base.shape, generator=torch.Generator().manual_seed(seed + 2000))
 x_base = sampling.generate(path, block_net, n_locality, grid_b, latents=z_base.to(device)).cpu()
 # contrast: the scalar schedule (k = 1, the Fig. 11 network) decoding the same latents with the same NFE
-scalar = (paths.Path(basis, schedules.GroupwiseSchedule(fig11_groupings[1])), trained[net_fig11[1]]) if 1 in fig11_k else None
+scalar = (paths.DiagonalPath(basis, schedules.GroupwiseSchedule(fig11_groupings[1])), trained[net_fig11[1]]) if 1 in fig11_k else None
 if scalar:
     xs_base = sampling.generate(scalar[0], scalar[1], n_locality, grid_b, latents=z_base.to(device)).cpu()
 loc_rows, change_maps, variations = [], [], {}

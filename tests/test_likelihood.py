@@ -36,7 +36,7 @@ def _gaussian(mean: bool = True):
     return mu, cov, x
 
 
-def _gaussian_model(path: P.Path, mu: torch.Tensor, cov: torch.Tensor):
+def _gaussian_model(path: P.DiagonalPath, mu: torch.Tensor, cov: torch.Tensor):
     """Exact model(χ, t, side) -> Prediction for x ~ N(μ, Σ) under ``path`` (χ = S⁻¹Uᵀx)."""
     s = torch.ones(D, dtype=F64) if path.scale is None else path.scale.double()
     M = torch.diag(1 / s) @ path.basis.matrix().T
@@ -44,7 +44,7 @@ def _gaussian_model(path: P.Path, mu: torch.Tensor, cov: torch.Tensor):
 
     def model(chi, t, side="left"):
         assert bool((t == t[0]).all())
-        c = path.schedule.coefficients(t, side)
+        c = path.schedule.marginal(t, side)
         a, sg = c.alpha[0].double(), c.sigma[0].double()
         C = a[:, None] * Sb * a[None, :] + torch.diag(sg ** 2)
         x_hat = mb + (chi - a * mb) @ torch.linalg.solve(C, a[:, None] * Sb)
@@ -62,14 +62,14 @@ def _bpd_error(log_p, exact):
     return ((log_p - exact) / (D * LN2)).abs().max().item()
 
 
-def _gdm_path() -> P.Path:
-    return P.Path(Pixel((D,)).double(), S.GroupwiseSchedule(G.from_index_sets((D,), [[0, 2], [1, 3]])))
+def _gdm_path() -> P.DiagonalPath:
+    return P.DiagonalPath(Pixel((D,)).double(), S.GroupwiseSchedule(G.from_index_sets((D,), [[0, 2], [1, 3]])))
 
 
-def _column_path(basis=None) -> P.Path:
+def _column_path(basis=None) -> P.DiagonalPath:
     """GUD eq. 21 over the D components, noised enough (γ_max = 14) that χ_1 ≈ N(0, I)."""
     basis = Pixel((D,)).double() if basis is None else basis
-    return P.Path(basis, S.ColumnGamma(torch.arange(D), b=0.5, gamma_min=-12.0, gamma_max=14.0))
+    return P.DiagonalPath(basis, S.ColumnGamma(torch.arange(D), b=0.5, gamma_min=-12.0, gamma_max=14.0))
 
 
 def test_gdm_two_groups_exact_divergence_matches_the_exact_density():
@@ -77,7 +77,7 @@ def test_gdm_two_groups_exact_divergence_matches_the_exact_density():
     path = _gdm_path()
     exact = _log_normal(x, mu, cov)
     model = _gaussian_model(path, mu, cov)
-    ll = L.log_likelihood(model, path.encode(x), path, divergence="exact")
+    ll = L.log_likelihood(model, path.to_chi(x), path, divergence="exact")
     assert ll.shape == (6,)
     assert _bpd_error(ll, exact) < 0.01
 
@@ -86,18 +86,18 @@ def test_vp_linear_gamma_exact_divergence_matches_the_exact_density():
     """γ̃_noise = 12 makes χ_1 ≈ N(0, I) for centred data (GUD App. B removes the data mean)."""
     mu, cov, x = _gaussian(mean=False)
     log_var = torch.diagonal(cov).log()
-    path = P.Path(Pixel((D,)).double(), S.LinearGamma(log_var, -log_var, a=1.0, gamma_noise=12.0))
+    path = P.DiagonalPath(Pixel((D,)).double(), S.LinearGamma(log_var, -log_var, a=1.0, gamma_noise=12.0))
     exact = _log_normal(x, mu, cov)
     model = _gaussian_model(path, mu, cov)
-    ll = L.log_likelihood(model, path.encode(x), path, divergence="exact")
+    ll = L.log_likelihood(model, path.to_chi(x), path, divergence="exact")
     assert _bpd_error(ll, exact) < 0.01
     # the remaining gap is the path's t = 0 end (γ̃_denoise = −7, not −∞) and the solver: against the
     # exact density of χ_0 = α(0) x + σ(0) z̄, N(α μ, D_α Σ D_α + D_σ²), a tight solve agrees to 1e-5
-    c = path.schedule.coefficients(torch.zeros(1))
+    c = path.schedule.marginal(torch.zeros(1))
     a, s = c.alpha[0].double(), c.sigma[0].double()
     marginal0 = _log_normal(x, a * mu, a[:, None] * cov * a[None, :] + torch.diag(s ** 2))
     assert _bpd_error(ll, marginal0) < 0.01
-    tight = L.log_likelihood(model, path.encode(x), path, divergence="exact", rtol=1e-8, atol=1e-8)
+    tight = L.log_likelihood(model, path.to_chi(x), path, divergence="exact", rtol=1e-8, atol=1e-8)
     assert _bpd_error(tight, marginal0) < 1e-5
 
 
@@ -107,14 +107,14 @@ def test_whitened_pca_path_with_the_library_oracle_in_data_bits_per_dim():
     mu, cov, x = _gaussian(mean=False)
     lam, U = torch.linalg.eigh(cov)
     basis = Orthogonal(U)
-    path = P.Path(basis, S.LinearGamma(torch.zeros(D), -lam.log(), a=1.0, gamma_noise=12.0),
+    path = P.DiagonalPath(basis, S.LinearGamma(torch.zeros(D), -lam.log(), a=1.0, gamma_noise=12.0),
                   scale=lam.sqrt())
     model = DiagonalGaussian(basis, torch.zeros(D, dtype=F64), lam).denoiser(path)
     bpd = L.data_bits_per_dim(model, x, path, divergence="exact")
     exact = L.bits_per_dim(_log_normal(x, mu, cov), D)
     assert (bpd - exact).abs().max().item() < 0.01
     # without the change of variables the answer would be off by Σ log S / (d ln 2)
-    assert abs(path.log_det_decode()) / (D * LN2) > 0.05
+    assert abs(path.log_det_to_x()) / (D * LN2) > 0.05
 
 
 def test_column_schedule_is_integrated_between_its_kinks():
@@ -124,7 +124,7 @@ def test_column_schedule_is_integrated_between_its_kinks():
     # t_i = b(L − i)/(L − 1) = 1/2, 1/3, 1/6, 0 and t_i + 1 − b = 1, 5/6, 2/3, 1/2
     assert path.schedule.breakpoints() == pytest.approx([1 / 6, 1 / 3, 1 / 2, 2 / 3, 5 / 6], abs=1e-7)
     exact = _log_normal(x, mu, cov)
-    ll = L.log_likelihood(_gaussian_model(path, mu, cov), path.encode(x), path, divergence="exact")
+    ll = L.log_likelihood(_gaussian_model(path, mu, cov), path.to_chi(x), path, divergence="exact")
     assert _bpd_error(ll, exact) < 0.01
 
 
@@ -133,7 +133,7 @@ def test_hutchinson_is_unbiased_within_its_standard_error():
     mu, cov, x = _gaussian(mean=False)
     path = _column_path()
     model = _gaussian_model(path, mu, cov)
-    chi0 = path.encode(x[:1]).expand(64, D).contiguous()
+    chi0 = path.to_chi(x[:1]).expand(64, D).contiguous()
     kw = dict(rtol=1e-5, atol=1e-5)
     exact = L.log_likelihood(model, chi0[:1], path, divergence="exact", **kw).item()
     est = L.log_likelihood(model, chi0, path, divergence="hutchinson", n_probes=1, generator=_gen(1), **kw)
@@ -164,7 +164,7 @@ def test_hutchinson_is_reproducible_with_a_generator():
     mu, cov, x = _gaussian()
     path = _gdm_path()
     model = _gaussian_model(path, mu, cov)
-    chi0 = path.encode(x[:3])
+    chi0 = path.to_chi(x[:3])
     kw = dict(divergence="hutchinson", rtol=1e-4, atol=1e-4)
     a = L.log_likelihood(model, chi0, path, generator=_gen(7), **kw)
     b = L.log_likelihood(model, chi0, path, generator=_gen(7), **kw)

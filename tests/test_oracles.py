@@ -40,11 +40,11 @@ def _paths_2d():
     log_var = torch.tensor([0.4, -0.8], dtype=F64)
     # float64 schedules, so that the oracle and the quadrature share exact coefficients
     return {
-        "gdm_pixel": P.Path(Pixel((2,)).double(), S.GroupwiseSchedule(G.single((2,))).double()),
-        "gdm_rotated_scaled": P.Path(basis, S.GroupwiseSchedule(G.per_element((2,)),
+        "gdm_pixel": P.DiagonalPath(Pixel((2,)).double(), S.GroupwiseSchedule(G.single((2,))).double()),
+        "gdm_rotated_scaled": P.DiagonalPath(basis, S.GroupwiseSchedule(G.per_element((2,)),
                                                                 torch.tensor([[0.3, 1.0], [0.0, 0.6]])).double(),
                                      scale=scale),
-        "vp_rotated_scaled": P.Path(basis, S.LinearGamma(log_var, -log_var, a=1.4).double(), scale=scale),
+        "vp_rotated_scaled": P.DiagonalPath(basis, S.LinearGamma(log_var, -log_var, a=1.4).double(), scale=scale),
     }
 
 
@@ -56,7 +56,7 @@ def _log_gaussian_2d(x0, x1, mean, cov):
     return -0.5 * (quad + torch.log(det) + 2 * math.log(2 * math.pi))
 
 
-def _quadrature_posterior_mean(gm: GaussianMixture, path: P.Path, chi_t: torch.Tensor, t: float,
+def _quadrature_posterior_mean(gm: GaussianMixture, path: P.DiagonalPath, chi_t: torch.Tensor, t: float,
                                n: int = 181, half_width: float = 12.0) -> torch.Tensor:
     """E[χ | χ_t] = ∫ χ p_χ(χ) N(χ_t; αχ, σ²) dχ / ∫ p_χ(χ) N(χ_t; αχ, σ²) dχ on a 2-D grid.
 
@@ -73,7 +73,7 @@ def _quadrature_posterior_mean(gm: GaussianMixture, path: P.Path, chi_t: torch.T
     x1 = U[1, 0] * s[0] * c0 + U[1, 1] * s[1] * c1
     log_px = torch.logsumexp(torch.stack([gm.weights[k].log() + _log_gaussian_2d(x0, x1, gm.means[k], gm.covs[k])
                                           for k in range(len(gm.weights))]), 0)
-    c = path.schedule.coefficients(torch.tensor([t], dtype=F64))
+    c = path.schedule.marginal(torch.tensor([t], dtype=F64))
     a, sg = c.alpha[0], c.sigma[0]
     out = []
     for y in chi_t:
@@ -88,7 +88,7 @@ def _quadrature_posterior_mean(gm: GaussianMixture, path: P.Path, chi_t: torch.T
 def test_mixture_posterior_mean_matches_quadrature(name, t):
     gm = _mixture(2, K=3, seed=1)
     path = _paths_2d()[name]
-    c = path.schedule.coefficients(torch.tensor([t], dtype=F64))
+    c = path.schedule.marginal(torch.tensor([t], dtype=F64))
     assert c.alpha.dtype == F64
     assert bool((c.sigma > 0.2).all()), "quadrature needs a likelihood wider than the grid step"
     chi_t = 1.5 * torch.randn(4, 2, generator=_gen(2), dtype=F64)
@@ -101,7 +101,7 @@ def test_in_coords_is_M_mu_and_M_sigma_Mt():
     gm = _mixture(3, K=2, seed=3)
     basis = Orthogonal.random(3, generator=_gen(4))
     scale = torch.tensor([0.5, 2.0, 1.3], dtype=F64)
-    path = P.Path(basis, S.LinearGamma(torch.zeros(3), torch.zeros(3), a=1.0), scale=scale)
+    path = P.DiagonalPath(basis, S.LinearGamma(torch.zeros(3), torch.zeros(3), a=1.0), scale=scale)
     M = torch.diag(1 / scale) @ basis.matrix().T                  # χ = S⁻¹Uᵀx
     cc = gm.in_coords(path)
     torch.testing.assert_close(cc.means, gm.means @ M.T)
@@ -115,10 +115,10 @@ def test_posterior_mean_satisfies_tweedie():
     gm = _mixture(3, K=2, seed=6)
     basis = Orthogonal.random(3, generator=_gen(7))
     log_var = torch.tensor([0.3, -0.5, -1.2], dtype=F64)
-    path = P.Path(basis, S.LinearGamma(log_var, -log_var, a=0.6), scale=torch.tensor([1.2, 0.8, 1.0], dtype=F64))
+    path = P.DiagonalPath(basis, S.LinearGamma(log_var, -log_var, a=0.6), scale=torch.tensor([1.2, 0.8, 1.0], dtype=F64))
     cc = gm.in_coords(path)
     t = torch.full((5,), 0.45, dtype=F64)
-    c = path.schedule.coefficients(t)
+    c = path.schedule.marginal(t)
     a, s = c.alpha[0].double(), c.sigma[0].double()
     chi_t = torch.randn(5, 3, generator=_gen(8), dtype=F64).requires_grad_(True)
     comps = [MultivariateNormal(a * cc.means[k], torch.diag(a) @ cc.covs[k] @ torch.diag(a) + torch.diag(s ** 2))
@@ -132,7 +132,7 @@ def test_posterior_mean_satisfies_tweedie():
 
 def _gdm_6d():
     grouping = G.from_index_sets((6,), [[0, 3], [1, 4], [2, 5]])     # intervals [2/3,1], [1/3,2/3], [0,1/3]
-    return grouping, P.Path(Orthogonal.random(6, generator=_gen(9)), S.GroupwiseSchedule(grouping))
+    return grouping, P.DiagonalPath(Orthogonal.random(6, generator=_gen(9)), S.GroupwiseSchedule(grouping))
 
 
 @pytest.mark.parametrize("t", [0.5, 0.6, 0.8, 0.95, 0.2])
@@ -163,8 +163,8 @@ def test_diagonal_gaussian_equals_a_one_component_mixture():
     x = torch.randn(6, 4, generator=_gen(15), dtype=F64)
     torch.testing.assert_close(dg.log_prob(x), gm.log_prob(x))
     scale = torch.tensor([1.4, 0.5, 1.0, 0.25], dtype=F64)
-    paths = [P.Path(basis, S.LinearGamma(var.log(), -var.log(), a=0.9).double(), scale=scale),
-             P.Path(basis, S.GroupwiseSchedule(G.from_index_sets((4,), [[1, 2], [0, 3]])).double())]
+    paths = [P.DiagonalPath(basis, S.LinearGamma(var.log(), -var.log(), a=0.9).double(), scale=scale),
+             P.DiagonalPath(basis, S.GroupwiseSchedule(G.from_index_sets((4,), [[1, 2], [0, 3]])).double())]
     for path in paths:
         chi_t = torch.randn(6, 4, generator=_gen(16), dtype=F64)
         t = torch.tensor([0.05, 0.3, 0.5, 0.6, 0.9, 1.0], dtype=F64)
@@ -178,10 +178,10 @@ def test_diagonal_gaussian_denoiser_closed_form():
     basis = Pixel((3,)).double()
     mean, var = torch.tensor([1.0, -2.0, 0.0], dtype=F64), torch.tensor([0.5, 3.0, 1.0], dtype=F64)
     scale = torch.tensor([2.0, 1.0, 0.5], dtype=F64)
-    path = P.Path(basis, S.LinearGamma(torch.zeros(3), torch.zeros(3), a=1.0), scale=scale)
+    path = P.DiagonalPath(basis, S.LinearGamma(torch.zeros(3), torch.zeros(3), a=1.0), scale=scale)
     chi_t = torch.tensor([[0.3, 1.0, -2.0]], dtype=F64)
     t = torch.tensor([0.4], dtype=F64)
-    c = path.schedule.coefficients(t)
+    c = path.schedule.marginal(t)
     a, s = c.alpha[0].double(), c.sigma[0].double()
     m, v = mean / scale, var / scale ** 2
     expected = m + v * a / (a ** 2 * v + s ** 2) * (chi_t - a * m)
@@ -229,7 +229,7 @@ def test_diagonal_gaussian_in_a_path_with_another_basis_is_right_or_refused():
     mean, var = torch.tensor([0.5, -1.0, 2.0], dtype=F64), torch.tensor([2.0, 0.3, 0.05], dtype=F64)
     dg = DiagonalGaussian(basis, mean, var)
     gm = GaussianMixture(torch.ones(1), (U @ mean)[None], (U @ torch.diag(var) @ U.T)[None])
-    path = P.Path(Pixel((3,)).double(), S.LinearGamma(torch.zeros(3), torch.zeros(3), a=1.0).double())
+    path = P.DiagonalPath(Pixel((3,)).double(), S.LinearGamma(torch.zeros(3), torch.zeros(3), a=1.0).double())
     chi_t = torch.randn(2, 3, generator=_gen(22), dtype=F64)
     t = torch.full((2,), 0.4, dtype=F64)
     try:

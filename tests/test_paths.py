@@ -41,18 +41,18 @@ class RandomNet(torch.nn.Module):
         return torch.tanh(feats @ self.W.T).reshape(B, *self.event_shape).to(x_t.dtype)
 
 
-def _dct_gdm_path(**kw) -> P.Path:
+def _dct_gdm_path(**kw) -> P.DiagonalPath:
     basis = DCT((1, 4, 4)).double()
     grouping = G.frequency_bands(basis.labels()["rank"], [2, 6])
-    return P.Path(basis, S.GroupwiseSchedule(grouping), **kw)
+    return P.DiagonalPath(basis, S.GroupwiseSchedule(grouping), **kw)
 
 
-def _vp_path(scale: bool = False, **kw) -> P.Path:
+def _vp_path(scale: bool = False, **kw) -> P.DiagonalPath:
     basis = Orthogonal.random(5, generator=_gen(3))
     log_var = torch.tensor([0.5, -0.3, -1.0, 0.2, -2.0], dtype=F64)
     sched = S.LinearGamma(log_var, -log_var, a=0.8)
     s = torch.tensor([1.5, 0.7, 2.0, 0.4, 1.1], dtype=F64) if scale else None
-    return P.Path(basis, sched, scale=s, **kw)
+    return P.DiagonalPath(basis, sched, scale=s, **kw)
 
 
 def test_noise_is_alpha_chi_plus_sigma_z():
@@ -60,7 +60,7 @@ def test_noise_is_alpha_chi_plus_sigma_z():
     chi = torch.randn(4, 5, generator=_gen(1), dtype=F64)
     z = torch.randn(4, 5, generator=_gen(2), dtype=F64)
     t = torch.tensor([0.0, 0.3, 0.7, 1.0], dtype=F64)
-    c = path.schedule.coefficients(t)
+    c = path.schedule.marginal(t)
     torch.testing.assert_close(path.noise(chi, t, z), c.alpha * chi + c.sigma * z)
     gpath = _dct_gdm_path()
     chi = torch.randn(3, 1, 4, 4, generator=_gen(1), dtype=F64)
@@ -75,15 +75,15 @@ def test_encode_decode_round_trip_with_a_scale():
     path = _vp_path(scale=True)
     U = path.basis.matrix()
     x = torch.randn(6, 5, generator=_gen(4), dtype=F64)
-    chi = path.encode(x)
+    chi = path.to_chi(x)
     torch.testing.assert_close(chi, (x @ U) / path.scale)        # row form of S⁻¹Uᵀx
-    torch.testing.assert_close(path.decode(chi), x)
+    torch.testing.assert_close(path.to_x(chi), x)
     M = U @ torch.diag(path.scale)
-    assert path.log_det_decode() == pytest.approx(torch.linalg.slogdet(M).logabsdet.item(), abs=1e-12)
-    assert _vp_path().log_det_decode() == 0.0
+    assert path.log_det_to_x() == pytest.approx(torch.linalg.slogdet(M).logabsdet.item(), abs=1e-12)
+    assert _vp_path().log_det_to_x() == 0.0
     img = _dct_gdm_path()
     x = torch.randn(2, 1, 4, 4, generator=_gen(5), dtype=F64)
-    torch.testing.assert_close(img.decode(img.encode(x)), x)
+    torch.testing.assert_close(img.to_x(img.to_chi(x)), x)
 
 
 def test_variance_matching_scale_is_the_coefficient_std():
@@ -93,8 +93,8 @@ def test_variance_matching_scale_is_the_coefficient_std():
     c = data @ basis.matrix()
     by_hand = ((c - c.mean(0)).square().sum(0) / (len(c) - 1)).sqrt()
     torch.testing.assert_close(s, by_hand)
-    path = P.Path(basis, S.LinearGamma(torch.zeros(4), torch.zeros(4), a=1.0), scale=s)
-    chi = path.encode(data)
+    path = P.DiagonalPath(basis, S.LinearGamma(torch.zeros(4), torch.zeros(4), a=1.0), scale=s)
+    chi = path.to_chi(data)
     torch.testing.assert_close(chi.var(0), torch.ones(4, dtype=F64))       # whitened
 
 
@@ -136,10 +136,10 @@ def test_a_perfect_network_has_zero_loss(target, weighting):
     x = torch.randn(4, 5, generator=_gen(1), dtype=F64)
     z = torch.randn(4, 5, generator=_gen(2), dtype=F64)
     t = torch.tensor([0.1, 0.4, 0.6, 0.95], dtype=F64)
-    chi = path.encode(x)
+    chi = path.to_chi(x)
     coeff = {"u": chi - z, "eps": z, "x0": chi}[target]
     if target == "x0":
-        out = path.decode(coeff)                                 # the clean image x
+        out = path.to_x(coeff)                                 # the clean image x
     else:
         out = path.basis.from_coeffs(coeff)                      # U applied to the χ-space target
 
@@ -159,17 +159,17 @@ def test_gdm_velocity_weighting_is_eq_7():
     z = torch.randn(4, 1, 4, 4, generator=_gen(2), dtype=F64)
     t = torch.tensor([0.2, 0.45, 0.6, 0.9])
     A, dA = path.schedule.A(t), path.schedule.dA(t)
-    chi = path.encode(x)
+    chi = path.to_chi(x)
     chi_t = A * chi + (1 - A) * z
-    u_hat = path.basis.to_coeffs(net(path.decode(chi_t), A, 1 - A.flatten(1).mean(1)))
+    u_hat = path.basis.to_coeffs(net(path.to_x(chi_t), A, 1 - A.flatten(1).mean(1)))
     expected = (dA * (chi - z) - dA * u_hat).square().flatten(1).mean(1)
     torch.testing.assert_close(path.loss(net, x, t, z), expected)
 
 
-def _consistent(path: P.Path, t):
+def _consistent(path: P.DiagonalPath, t):
     chi = torch.randn(len(t), *path.event_shape, generator=_gen(8), dtype=F64)
     z = torch.randn(len(t), *path.event_shape, generator=_gen(9), dtype=F64)
-    c = path.schedule.coefficients(t)
+    c = path.schedule.marginal(t)
     return chi, z, c, c.alpha * chi + c.sigma * z
 
 
@@ -197,7 +197,7 @@ def test_from_x0_sets_z_hat_zero_where_sigma_is_zero():
     """Clean components (σ = 0): χ_t = χ carries no information on z̄, so E[z̄ | χ_t] = 0."""
     path = _dct_gdm_path()
     t = torch.tensor([0.05])
-    c = path.schedule.coefficients(t)
+    c = path.schedule.marginal(t)
     assert bool((c.sigma == 0).any())
     chi_t = torch.randn(1, 1, 4, 4, generator=_gen(1), dtype=F64)
     p = P.from_x0(chi_t, chi_t, c)
@@ -206,7 +206,7 @@ def test_from_x0_sets_z_hat_zero_where_sigma_is_zero():
 
 def test_from_eps_marks_x_hat_unidentifiable_where_alpha_is_zero():
     path = _dct_gdm_path()
-    c = path.schedule.coefficients(torch.tensor([0.95]))
+    c = path.schedule.marginal(torch.tensor([0.95]))
     chi_t = torch.randn(1, 1, 4, 4, generator=_gen(1), dtype=F64)
     p = P.from_eps(chi_t, chi_t, c)
     assert bool(p.x_hat[c.alpha == 0].isnan().all()) and not bool(p.x_hat[c.alpha > 0].isnan().any())
@@ -226,8 +226,8 @@ def test_predict_maps_the_network_output_through_the_basis():
     chi_t = torch.randn(3, 5, generator=_gen(1), dtype=F64)
     t = torch.tensor([0.2, 0.5, 0.8], dtype=F64)
     s = path.schedule
-    out = net(path.decode(chi_t), s.state(t), s.summary(t))
-    expected = P.from_x0(chi_t, path.encode(out), s.coefficients(t))
+    out = net(path.to_x(chi_t), s.state(t), s.summary(t))
+    expected = P.from_x0(chi_t, path.to_chi(out), s.marginal(t))
     got = path.denoiser(net)(chi_t, t)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b)
@@ -241,7 +241,7 @@ def test_prop_3_1_velocity_loss_is_d_squared_times_the_ar_loss():
     loss (a mean over the d components; × d for the sum) equals d² (x_l − x_θ)² with
     x_θ = (x_t)_l + u_l, for any network. Our group g = d − l is the one with t_end = l/d."""
     d = 5
-    path = P.Path(Pixel((d,)).double(), S.GroupwiseSchedule(G.per_element((d,))), target="u",
+    path = P.DiagonalPath(Pixel((d,)).double(), S.GroupwiseSchedule(G.per_element((d,))), target="u",
                   weighting="velocity")
     net = RandomNet((d,), seed=4)
     x = torch.randn(d, d, generator=_gen(1), dtype=F64)
@@ -283,7 +283,7 @@ def test_app_c1_one_euler_step_per_group_is_the_ar_sampler():
     """App. C.1: with N_j = 1, Euler on eq. 9 is "for l = d..1: x_l ← x_θ(x_{>l})"."""
     d = 4
     sched = S.GroupwiseSchedule(G.per_element((d,)))
-    path = P.Path(Pixel((d,)).double(), sched, target="u")
+    path = P.DiagonalPath(Pixel((d,)).double(), sched, target="u")
     net = ARNet(d)
     ts = sched.time_grid([1] * d)
     torch.testing.assert_close(ts, torch.linspace(1, 0, d + 1))
@@ -334,12 +334,12 @@ def test_path_rejects_bad_arguments():
     basis = Orthogonal.random(3, generator=_gen(1))
     sched = S.LinearGamma(torch.zeros(3), torch.zeros(3), a=1.0)
     with pytest.raises(ValueError, match="unknown target 'v'"):
-        P.Path(basis, sched, target="v")
+        P.DiagonalPath(basis, sched, target="v")
     with pytest.raises(ValueError, match="weighting must be 'target' or 'velocity'"):
-        P.Path(basis, sched, weighting="snr")
+        P.DiagonalPath(basis, sched, weighting="snr")
     with pytest.raises(ValueError, match=r"schedule event shape \(4,\) differs from the basis' \(3,\)"):
-        P.Path(basis, S.LinearGamma(torch.zeros(4), torch.zeros(4), a=1.0))
+        P.DiagonalPath(basis, S.LinearGamma(torch.zeros(4), torch.zeros(4), a=1.0))
     with pytest.raises(ValueError, match=r"scale must have the event shape \(3,\)"):
-        P.Path(basis, sched, scale=torch.ones(4))
+        P.DiagonalPath(basis, sched, scale=torch.ones(4))
     with pytest.raises(ValueError, match="scale .* must be positive"):
-        P.Path(basis, sched, scale=torch.tensor([1.0, 0.0, 2.0]))
+        P.DiagonalPath(basis, sched, scale=torch.tensor([1.0, 0.0, 2.0]))

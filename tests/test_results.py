@@ -120,14 +120,14 @@ def test_fingerprint_depends_on_content_only():
 
 def test_describe_path_sees_the_grouping():
     basis = bases.Pixel((2,))
-    one = results.describe_path(paths.Path(basis, schedules.GroupwiseSchedule(groupings.single((2,)))))
-    two = results.describe_path(paths.Path(basis, schedules.GroupwiseSchedule(groupings.per_element((2,)))))
+    one = results.describe_path(paths.DiagonalPath(basis, schedules.GroupwiseSchedule(groupings.single((2,)))))
+    two = results.describe_path(paths.DiagonalPath(basis, schedules.GroupwiseSchedule(groupings.per_element((2,)))))
     assert one["coefficients"] != two["coefficients"] and one["basis"] == two["basis"]
 
 
 def test_cached_train_loads_instead_of_retraining(tmp_path):
     data = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
-    path = paths.Path(bases.Pixel((2,)), schedules.GroupwiseSchedule(groupings.per_element((2,))))
+    path = paths.DiagonalPath(bases.Pixel((2,)), schedules.GroupwiseSchedule(groupings.per_element((2,))))
     cfg = TrainConfig(steps=3, batch_size=8, lr=1e-2, ckpt_every=100, log_every=1)
     desc = results.describe_path(path)
 

@@ -34,15 +34,15 @@ def _mixture() -> GaussianMixture:
     return GaussianMixture(weights, means, covs)
 
 
-def _gdm_path() -> P.Path:
+def _gdm_path() -> P.DiagonalPath:
     """GDM with k = d = 2 in a rotated basis: one coefficient after the other (Fig. 1a)."""
-    return P.Path(Orthogonal.random(2, generator=_gen(1)), S.GroupwiseSchedule(G.per_element((2,))))
+    return P.DiagonalPath(Orthogonal.random(2, generator=_gen(1)), S.GroupwiseSchedule(G.per_element((2,))))
 
 
-def _vp_path(gm: GaussianMixture) -> P.Path:
+def _vp_path(gm: GaussianMixture) -> P.DiagonalPath:
     """GUD linear schedule at a = 1 (standard diffusion), noised enough that χ_1 ≈ N(0, I)."""
     log_var = torch.diagonal(gm.mean_cov()[1]).log()
-    return P.Path(Pixel((2,)).double(), S.LinearGamma(log_var, -log_var, a=1.0, gamma_noise=12.0))
+    return P.DiagonalPath(Pixel((2,)).double(), S.LinearGamma(log_var, -log_var, a=1.0, gamma_noise=12.0))
 
 
 def _assert_moments(x: torch.Tensor, gm: GaussianMixture, extra: float = 0.0) -> None:
@@ -91,12 +91,12 @@ def _gaussian_case():
     m = torch.tensor([0.5, -1.0, 0.2], dtype=F64)
     v = torch.tensor([2.0, 0.3, 0.05], dtype=F64)
     sched = S.LinearGamma(v.log(), -v.log(), a=0.7, gamma_noise=6.0).double()
-    path = P.Path(basis, sched)
+    path = P.DiagonalPath(basis, sched)
     model = DiagonalGaussian(basis, m, v).denoiser(path)
     chi1 = torch.randn(8, 3, generator=_gen(6), dtype=F64)
 
     def flow(t_from: float, t_to: float, chi: torch.Tensor) -> torch.Tensor:
-        c0, c1 = (sched.coefficients(torch.tensor([t], dtype=F64)) for t in (t_from, t_to))
+        c0, c1 = (sched.marginal(torch.tensor([t], dtype=F64)) for t in (t_from, t_to))
         xi = (chi - c0.alpha * m) / (c0.alpha ** 2 * v + c0.sigma ** 2).sqrt()
         return c1.alpha * m + (c1.alpha ** 2 * v + c1.sigma ** 2).sqrt() * xi
 
@@ -127,7 +127,7 @@ def test_encode_inverts_generate_on_a_fine_grid():
     path = _gdm_path()                                   # kinks: the one-sided derivatives matter
     model = gm.denoiser(path)
     ts = path.schedule.time_grid([15, 15])
-    chi1 = SM.encode(model, path.encode(x0), ts, solver=SM.heun)    # given decreasing: reversed
+    chi1 = SM.encode(model, path.to_chi(x0), ts, solver=SM.heun)    # given decreasing: reversed
     back = SM.generate(path, model, 16, ts, solver=SM.heun, latents=chi1)
     assert (back - x0).abs().max().item() < 2e-2
     # encode is the forward flow: on Gaussian data it converges (second order) to the exact latent
@@ -149,7 +149,7 @@ def _cheap():
     """A Gaussian oracle on a VP path: cheap, for tests about the plumbing rather than accuracy."""
     basis = Orthogonal.random(2, generator=_gen(20))
     var = torch.tensor([1.5, 0.2], dtype=F64)
-    path = P.Path(basis, S.LinearGamma(var.log(), -var.log(), a=1.0, gamma_noise=12.0))
+    path = P.DiagonalPath(basis, S.LinearGamma(var.log(), -var.log(), a=1.0, gamma_noise=12.0))
     return path, DiagonalGaussian(basis, torch.tensor([0.3, -0.2], dtype=F64), var).denoiser(path)
 
 
@@ -196,7 +196,7 @@ def test_euler_maruyama_last_step_adds_no_noise_and_needs_decreasing_grid():
     assert torch.equal(a, b)
     t0, t1 = float(ts[0]), float(ts[1])
     tv = torch.full((5,), t0, dtype=F64)
-    p, c = model(chi, tv), path.schedule.coefficients(tv)
+    p, c = model(chi, tv), path.schedule.marginal(tv)
     # reverse SDE drift f − g² ∇log p with f = (α′/α)χ, ∇log p = −ẑ/σ
     drift = c.d_log_alpha * chi + c.g2 * p.z_hat / c.sigma
     torch.testing.assert_close(a, chi + (t1 - t0) * drift)
@@ -206,7 +206,7 @@ def test_euler_maruyama_last_step_adds_no_noise_and_needs_decreasing_grid():
 
 def test_euler_maruyama_on_a_gdm_path_is_finite_or_refused():
     basis = Pixel((2,)).double()
-    path = P.Path(basis, S.GroupwiseSchedule(G.per_element((2,))))
+    path = P.DiagonalPath(basis, S.GroupwiseSchedule(G.per_element((2,))))
     model = DiagonalGaussian(basis, torch.zeros(2, dtype=F64), torch.full((2,), 0.5, dtype=F64)).denoiser(path)
     try:
         x = SM.generate(path, model, 4, path.schedule.time_grid([10, 10]), solver=SM.euler_maruyama,
@@ -240,7 +240,7 @@ def test_per_group_steps():
 
 def test_generate_wraps_a_network_with_the_path():
     """A torch.nn.Module is wrapped by path.denoiser: same result as passing the model."""
-    path = P.Path(Pixel((2,)).double(), S.GroupwiseSchedule(G.per_element((2,))), target="x0")
+    path = P.DiagonalPath(Pixel((2,)).double(), S.GroupwiseSchedule(G.per_element((2,))), target="x0")
 
     class Net(torch.nn.Module):
         def forward(self, x_t, state, summary):

@@ -204,7 +204,7 @@ def test_gdm_coefficients_rectified_flow():
     """α = A, σ = 1 − A (eq. 11), α′ = A′, σ′ = −A′, α′/α = A′/A and g² = 2σσ′ − 2(α′/α)σ²."""
     sched = _sched3().double()
     t = _t(0.1, 0.3, 0.7, 0.95)
-    c = sched.coefficients(t)
+    c = sched.marginal(t)
     A, dA = sched.A(t), sched.dA(t)
     torch.testing.assert_close(c.alpha, A)
     torch.testing.assert_close(c.sigma, 1 - A)
@@ -262,7 +262,7 @@ def test_vp_alpha_sigma_from_gamma(name):
     """α² + σ² = 1 (eq. 14) and α² = sigmoid(−γ), i.e. snr = α²/σ² = e^{−γ} (eq. 17)."""
     sched = _gud_schedules()[name].double()
     t = torch.linspace(0, 1, 23, dtype=F64)
-    c = sched.coefficients(t)
+    c = sched.marginal(t)
     g, _ = sched.gamma(t)
     torch.testing.assert_close(c.alpha ** 2 + c.sigma ** 2, torch.ones_like(g), atol=1e-14, rtol=0)
     torch.testing.assert_close(c.alpha ** 2, 1 / (1 + torch.exp(g)), atol=1e-14, rtol=1e-12)
@@ -282,7 +282,7 @@ def test_vp_derivatives_against_finite_differences(name):
     t = torch.linspace(0.021, 0.979, 37, dtype=F64)
     t = t[(t[:, None] - _kinks(sched)[None]).abs().min(1).values > 1e-3]
     h = 1e-6
-    cp, cm, c = sched.coefficients(t + h), sched.coefficients(t - h), sched.coefficients(t)
+    cp, cm, c = sched.marginal(t + h), sched.marginal(t - h), sched.marginal(t)
     fd = lambda a, b: (a - b) / (2 * h)
     kw = dict(atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(c.d_alpha, fd(cp.alpha, cm.alpha), **kw)
@@ -292,7 +292,7 @@ def test_vp_derivatives_against_finite_differences(name):
     beta = -2 * fd(cp.alpha.log(), cm.alpha.log())                # β = −2 d log α / dt
     torch.testing.assert_close(c.g2, beta, **kw)
     torch.testing.assert_close(c.g2, c.sigma ** 2 * sched.gamma(t)[1], atol=1e-12, rtol=1e-12)
-    # the general diagonal-path identity g² = 2σσ′ − 2(α′/α)σ² (Coefficients docstring)
+    # the general diagonal-path identity g² = 2σσ′ − 2(α′/α)σ² (Marginal docstring)
     torch.testing.assert_close(c.g2, 2 * c.sigma * c.d_sigma - 2 * c.d_log_alpha * c.sigma ** 2,
                                atol=1e-12, rtol=1e-12)
 
@@ -370,13 +370,13 @@ def test_linear_gamma_sigma_min_raises_gamma_noise():
     need = _logit(smin ** 2) - LOG_VAR.min().item()
     sched = S.LinearGamma(LOG_VAR, -LOG_VAR, a=0.8, gamma_noise=3.0, sigma_min=smin).double()
     assert need > 3.0 and sched.gamma_noise == pytest.approx(need)
-    assert sched.coefficients(_t(1.0)).sigma.min().item() >= smin - 1e-6
+    assert sched.marginal(_t(1.0)).sigma.min().item() >= smin - 1e-6
     # already enough noise: unchanged
     high = S.LinearGamma(LOG_VAR, -LOG_VAR, a=0.8, gamma_noise=need + 2, sigma_min=smin)
     assert high.gamma_noise == pytest.approx(need + 2)
     # without sigma_min, σ_min is violated for this data: the option matters
     plain = S.LinearGamma(LOG_VAR, -LOG_VAR, a=0.8, gamma_noise=3.0).double()
-    assert plain.coefficients(_t(1.0)).sigma.min().item() < smin
+    assert plain.marginal(_t(1.0)).sigma.min().item() < smin
 
 
 def test_linear_gamma_bad_arguments():

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from .paths import Path
+from .paths import DiagonalPath
 
 __all__ = ["log_likelihood", "bits_per_dim", "data_bits_per_dim"]
 
@@ -41,7 +41,7 @@ def _divergence(v_fn, chi: Tensor, probes: Tensor | None) -> tuple[Tensor, Tenso
     return v.detach(), div.detach()
 
 
-def log_likelihood(model, chi0: Tensor, path: Path, *, divergence: str = "hutchinson", n_probes: int = 1,
+def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str = "hutchinson", n_probes: int = 1,
                    generator: torch.Generator | None = None, rtol: float = 1e-5, atol: float = 1e-5,
                    method: str = "dopri5") -> Tensor:
     """log p_0(χ_0) in χ coordinates, shape (B,), for ``model(chi, t, side) -> Prediction``.
@@ -49,7 +49,7 @@ def log_likelihood(model, chi0: Tensor, path: Path, *, divergence: str = "hutchi
     Parameters
     ----------
     chi0 : Tensor, shape (B, *event_shape)
-        Data in the path's coordinates (``path.encode(x)``).
+        Data in the path's coordinates (``path.to_chi(x)``).
     divergence : {"hutchinson", "exact"}
         "exact" costs d backward passes per evaluation; use it for small d.
     n_probes : int
@@ -93,8 +93,8 @@ def bits_per_dim(log_px: Tensor, d: int, bins: int = 256, data_range: float = 2.
     return -log_px / (d * math.log(2)) + math.log2(bins / data_range)
 
 
-def data_bits_per_dim(model, x: Tensor, path: Path, *, bins: int = 256, data_range: float = 2.0, **kwargs) -> Tensor:
+def data_bits_per_dim(model, x: Tensor, path: DiagonalPath, *, bins: int = 256, data_range: float = 2.0, **kwargs) -> Tensor:
     """Bits/dim of data-space x (B, *event_shape): encode, ODE likelihood, change of variables, bpd."""
-    log_pchi = log_likelihood(model, path.encode(x), path, **kwargs)
-    log_px = log_pchi - path.log_det_decode()
+    log_pchi = log_likelihood(model, path.to_chi(x), path, **kwargs)
+    log_px = log_pchi - path.log_det_to_x()
     return bits_per_dim(log_px, x[0].numel(), bins=bins, data_range=data_range)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .bases import Basis
-from .paths import Path, Prediction, from_x0
+from .paths import DiagonalPath, Prediction, from_x0
 
 __all__ = ["GaussianMixture", "DiagonalGaussian"]
 
@@ -72,7 +72,7 @@ class GaussianMixture:
         return _mixture_log_prob(x.double().flatten(1), self.weights, self.means.flatten(1), self.covs)
 
     # ---------------------------------------------------------------- χ coordinates
-    def in_coords(self, path: Path) -> "GaussianMixture":
+    def in_coords(self, path: DiagonalPath) -> "GaussianMixture":
         """The same distribution in the path's coordinates χ = S⁻¹Uᵀx (event shape kept)."""
         basis64 = copy.deepcopy(path.basis).cpu().double()
         s = torch.ones(self.event_shape, dtype=torch.float64) if path.scale is None else path.scale.cpu().double()
@@ -101,14 +101,14 @@ class GaussianMixture:
         cond = mu[None] + (cov[None] @ (a[:, None, :] * sol)[..., None])[..., 0]
         return (resp[..., None] * cond).sum(1).reshape(chi_t.shape).to(chi_t.dtype)
 
-    def denoiser(self, path: Path) -> Callable[..., Prediction]:
+    def denoiser(self, path: DiagonalPath) -> Callable[..., Prediction]:
         """Exact ``model(chi_t, t, side="left") -> Prediction`` for this data under ``path``."""
         coords = self.in_coords(path)
 
         def model(chi_t: Tensor, t: Tensor, side: str = "left") -> Prediction:
             t = torch.as_tensor(t, device=chi_t.device, dtype=chi_t.dtype)
             t = t.expand(chi_t.shape[0]) if t.ndim == 0 else t
-            c = path.schedule.coefficients(t, side)
+            c = path.schedule.marginal(t, side)
             x_hat = coords.posterior_mean(chi_t, c.alpha, c.sigma)
             return from_x0(chi_t, x_hat, c)
         return model
@@ -162,7 +162,7 @@ class DiagonalGaussian:
         lp = -0.5 * ((c - self.mean).square() / self.var + self.var.log() + _LOG2PI)
         return lp.flatten(1).sum(1)
 
-    def denoiser(self, path: Path) -> Callable[..., Prediction]:
+    def denoiser(self, path: DiagonalPath) -> Callable[..., Prediction]:
         """Exact denoiser: χ̂ = μ + v α/(α² v + σ²) (χ_t − α μ) per component, in χ coordinates."""
         probe = torch.randn((2, *self.event_shape), generator=torch.Generator().manual_seed(0))
         if path.basis is not self.basis and not torch.allclose(
@@ -176,7 +176,7 @@ class DiagonalGaussian:
         def model(chi_t: Tensor, t: Tensor, side: str = "left") -> Prediction:
             t = torch.as_tensor(t, device=chi_t.device, dtype=chi_t.dtype)
             t = t.expand(chi_t.shape[0]) if t.ndim == 0 else t
-            c = path.schedule.coefficients(t, side)
+            c = path.schedule.marginal(t, side)
             m, vv = mu.to(chi_t), v.to(chi_t)
             x_hat = m + vv * c.alpha / (c.alpha.square() * vv + c.sigma.square()) * (chi_t - c.alpha * m)
             return from_x0(chi_t, x_hat, c)

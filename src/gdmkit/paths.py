@@ -24,10 +24,10 @@ import torch
 from torch import Tensor
 
 from .bases import Basis
-from .schedules import Coefficients, Schedule
+from .schedules import Marginal, Schedule
 
 __all__ = [
-    "Prediction", "Path", "from_u", "from_eps", "from_x0", "score", "uniform_times", "discrete_times",
+    "Prediction", "DiagonalPath", "from_u", "from_eps", "from_x0", "score", "uniform_times", "discrete_times",
     "variance_matching_scale", "TARGETS",
 ]
 
@@ -46,21 +46,21 @@ class Prediction(NamedTuple):
     v: Tensor
 
 
-def from_u(chi_t: Tensor, u: Tensor, c: Coefficients) -> Prediction:
+def from_u(chi_t: Tensor, u: Tensor, c: Marginal) -> Prediction:
     """From u = χ̂ − ẑ (GDM eq. 8): χ̂ = (χ_t + σ u)/(α + σ), ẑ = χ̂ − u, v = α′χ̂ + σ′ẑ (= A′u, eq. 9)."""
     x_hat = (chi_t + c.sigma * u) / (c.alpha + c.sigma)
     z_hat = x_hat - u
     return Prediction(x_hat, z_hat, c.d_alpha * x_hat + c.d_sigma * z_hat)
 
 
-def from_eps(chi_t: Tensor, z_hat: Tensor, c: Coefficients) -> Prediction:
+def from_eps(chi_t: Tensor, z_hat: Tensor, c: Marginal) -> Prediction:
     """From ẑ: v = (α′/α)(χ_t − σ ẑ) + σ′ ẑ, finite as α → 0 on VP paths (GUD eq. 25)."""
     signal = chi_t - c.sigma * z_hat
     x_hat = torch.where(c.alpha > 0, signal / c.alpha.clamp_min(1e-30), torch.full_like(signal, float("nan")))
     return Prediction(x_hat, z_hat, c.d_log_alpha * signal + c.d_sigma * z_hat)
 
 
-def from_x0(chi_t: Tensor, x_hat: Tensor, c: Coefficients) -> Prediction:
+def from_x0(chi_t: Tensor, x_hat: Tensor, c: Marginal) -> Prediction:
     """From χ̂: ẑ = (χ_t − α χ̂)/σ (0 where σ = 0, i.e. the component is still clean), v = α′χ̂ + σ′ẑ."""
     z_hat = torch.where(c.sigma > 0, (chi_t - c.alpha * x_hat) / c.sigma.clamp_min(1e-30),
                         torch.zeros_like(chi_t))
@@ -70,7 +70,7 @@ def from_x0(chi_t: Tensor, x_hat: Tensor, c: Coefficients) -> Prediction:
 _CONVERT = {"u": from_u, "eps": from_eps, "x0": from_x0}
 
 
-def score(pred: Prediction, c: Coefficients) -> Tensor:
+def score(pred: Prediction, c: Marginal) -> Tensor:
     """∇_χ log p_t(χ_t) = −ẑ/σ (GUD eq. 9, 11)."""
     return -pred.z_hat / c.sigma
 
@@ -101,7 +101,7 @@ def variance_matching_scale(basis: Basis, data: Tensor, eps: float = 1e-6) -> Te
 
 
 @dataclass(frozen=True)
-class Path:
+class DiagonalPath:
     """A diagonal Gaussian path: basis, schedule, prior scale and the network's target.
 
     Parameters
@@ -142,37 +142,37 @@ class Path:
     def event_shape(self) -> tuple[int, ...]:
         return tuple(self.basis.event_shape)
 
-    def to(self, device) -> "Path":
+    def to(self, device) -> "DiagonalPath":
         """The same path with its basis, schedule and scale on ``device`` (they also follow the data's
         device per call, but moving them once avoids a copy per call)."""
         return replace(self, basis=self.basis.to(device), schedule=self.schedule.to(device),
                        scale=None if self.scale is None else self.scale.to(device))
 
-    def with_schedule(self, schedule: Schedule) -> "Path":
+    def with_schedule(self, schedule: Schedule) -> "DiagonalPath":
         """The same path with another schedule (e.g. one drawn for this batch)."""
         return replace(self, schedule=schedule)
 
     def _s(self, like: Tensor) -> Tensor | None:
         return None if self.scale is None else self.scale.to(like)
 
-    def encode(self, x: Tensor) -> Tensor:
+    def to_chi(self, x: Tensor) -> Tensor:
         """χ = S⁻¹ Uᵀ x; x (B, *event_shape) in data space."""
         c = self.basis.to_coeffs(x)
         s = self._s(c)
         return c if s is None else c / s
 
-    def decode(self, chi: Tensor) -> Tensor:
+    def to_x(self, chi: Tensor) -> Tensor:
         """x = U S χ."""
         s = self._s(chi)
         return self.basis.from_coeffs(chi if s is None else chi * s)
 
-    def log_det_decode(self) -> float:
+    def log_det_to_x(self) -> float:
         """log |det(U S)| = Σ log S_i (0 for the white prior): log p_x = log p_χ − this."""
         return 0.0 if self.scale is None else float(self.scale.double().log().sum())
 
     def noise(self, chi: Tensor, t: Tensor, z: Tensor) -> Tensor:
         """χ_t = α ⊙ χ + σ ⊙ z̄ (GDM eq. 11, GUD eq. 14); all (B, *event_shape), t (B,)."""
-        c = self.schedule.coefficients(t)
+        c = self.schedule.marginal(t)
         return c.alpha * chi + c.sigma * z
 
     def net_output_to_coeffs(self, out: Tensor) -> Tensor:
@@ -187,8 +187,8 @@ class Path:
         if t.ndim == 0:
             t = t.expand(chi_t.shape[0])
         sched = self.schedule
-        out = net(self.decode(chi_t), sched.state(t), sched.summary(t))
-        return _CONVERT[self.target](chi_t, self.net_output_to_coeffs(out), sched.coefficients(t, side))
+        out = net(self.to_x(chi_t), sched.state(t), sched.summary(t))
+        return _CONVERT[self.target](chi_t, self.net_output_to_coeffs(out), sched.marginal(t, side))
 
     def denoiser(self, net) -> Callable[..., Prediction]:
         """The callable ``model(chi_t, t, side="left") -> Prediction`` that samplers take."""
@@ -203,10 +203,10 @@ class Path:
         "x0": ‖χ − χ̂‖². With ``weighting="velocity"``: ‖v − v̂‖², v = α′χ + σ′z̄ (GDM eq. 7).
         x is in data space, z̄ in χ coordinates (white noise), t (B,).
         """
-        chi = self.encode(x)
-        c = self.schedule.coefficients(t)
+        chi = self.to_chi(x)
+        c = self.schedule.marginal(t)
         chi_t = c.alpha * chi + c.sigma * z
-        out = net(self.decode(chi_t), self.schedule.state(t), self.schedule.summary(t))
+        out = net(self.to_x(chi_t), self.schedule.state(t), self.schedule.summary(t))
         p = self.net_output_to_coeffs(out)
         if self.weighting == "velocity":
             v = c.d_alpha * chi + c.d_sigma * z

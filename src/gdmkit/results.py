@@ -313,7 +313,7 @@ def _source_digest() -> str:
 
 
 def describe_path(path, **extra) -> dict:
-    """A JSON-able description of a :class:`gdmkit.paths.Path` for cache keys.
+    """A JSON-able description of a :class:`gdmkit.paths.DiagonalPath` for cache keys.
 
     Holds the basis, target, weighting, prior scale and a fingerprint of the schedule's coefficients
     (α, σ, α′, σ′ on both sides) on a grid of 129 times, so any change of grouping, intervals or
@@ -321,7 +321,7 @@ def describe_path(path, **extra) -> dict:
     """
     s = path.schedule
     t = torch.linspace(0, 1, 129)
-    coeffs = [s.coefficients(t, side) for side in ("left", "right")]
+    coeffs = [s.marginal(t, side) for side in ("left", "right")]
     return {"basis": repr(path.basis), "schedule": type(s).__name__, "target": path.target,
             "weighting": path.weighting, "scale": None if path.scale is None else fingerprint(path.scale),
             "coefficients": fingerprint([[c.alpha, c.sigma, c.d_alpha, c.d_sigma] for c in coeffs]),

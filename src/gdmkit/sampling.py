@@ -1,6 +1,6 @@
 """Samplers: plain, stateless functions of (model, χ, grid).
 
-``model(chi, t, side="left") -> Prediction`` is what :meth:`gdmkit.paths.Path.denoiser` and the
+``model(chi, t, side="left") -> Prediction`` is what :meth:`gdmkit.paths.DiagonalPath.denoiser` and the
 oracles' ``denoiser`` return. ``ts`` is a 1-D grid of times; decreasing grids (1 → 0) generate,
 increasing grids (0 → 1) encode data into latents (the forward ODE, GDM §4.5 image editing).
 ``callback(i, t, chi, pred)`` sees every step (trajectories, Fig. 1/2-style process plots).
@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .paths import Path, Prediction
+from .paths import DiagonalPath, Prediction
 from .schedules import Schedule
 
 __all__ = ["euler", "heun", "euler_maruyama", "encode", "generate", "CountingModel", "per_group_steps",
@@ -86,7 +86,7 @@ def euler_maruyama(model, chi: Tensor, ts: Tensor, schedule: Schedule,
     for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
         tv = _tvec(t, chi)
         pred = model(chi, tv, side="left")
-        c = schedule.coefficients(tv, side="left")
+        c = schedule.marginal(tv, side="left")
         if callback is not None:
             callback(i, t, chi, pred)
         if not bool(torch.isfinite(c.g2).all()):
@@ -114,7 +114,7 @@ def encode(model, chi0: Tensor, ts: Tensor, solver=euler, callback: Callback | N
     return solver(model, chi0, ts, callback=callback)
 
 
-def generate(path: Path, net_or_model, n: int, ts: Tensor, *, solver=euler, generator=None, device=None,
+def generate(path: DiagonalPath, net_or_model, n: int, ts: Tensor, *, solver=euler, generator=None, device=None,
              latents: Tensor | None = None, callback: Callback | None = None,
              batch_size: int | None = None) -> Tensor:
     """Draw χ_1 ~ N(0, I) (or use ``latents``), integrate to t = 0, return data-space samples.
@@ -133,7 +133,7 @@ def generate(path: Path, net_or_model, n: int, ts: Tensor, *, solver=euler, gene
             part = euler_maruyama(model, part, ts, path.schedule, generator=generator, callback=callback)
         else:
             part = solver(model, part, ts, callback=callback)
-        out.append(path.decode(part))
+        out.append(path.to_x(part))
     return torch.cat(out)
 
 
@@ -160,12 +160,12 @@ def per_group_steps(k: int, total: int) -> list[int]:
     return [base + (1 if j < extra else 0) for j in range(k)]
 
 
-def trajectory_recorder(path: Path, every: int = 1) -> tuple[Callback, list]:
+def trajectory_recorder(path: DiagonalPath, every: int = 1) -> tuple[Callback, list]:
     """A callback that stores (t, decoded x_t, decoded x̂) every ``every`` steps, and the list it fills."""
     frames: list = []
 
     def cb(i: int, t: float, chi: Tensor, pred: Prediction) -> None:
         if i % every == 0:
-            frames.append((t, path.decode(chi).cpu(), path.decode(torch.nan_to_num(pred.x_hat)).cpu()))
+            frames.append((t, path.to_x(chi).cpu(), path.to_x(torch.nan_to_num(pred.x_hat)).cpu()))
     return cb, frames
 

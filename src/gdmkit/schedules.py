@@ -27,13 +27,13 @@ from torch import Tensor
 from .groupings import Grouping, random_order
 
 __all__ = [
-    "Coefficients", "Schedule", "GroupwiseSchedule", "GammaSchedule", "LinearGamma", "ColumnGamma",
+    "Marginal", "Schedule", "GroupwiseSchedule", "GammaSchedule", "LinearGamma", "ColumnGamma",
     "HaarColumnGamma", "GroupwiseGamma", "uniform_intervals", "gdm_intervals", "time_reparam",
     "ordering_fourier", "uniform_grid", "schedule_sampler",
 ]
 
 
-class Coefficients(NamedTuple):
+class Marginal(NamedTuple):
     """Per-component path coefficients at times t, each broadcastable to (B, *event_shape).
 
     ``d_log_alpha`` = α′/α and ``g2`` = g(t)², the squared diffusion of the forward SDE
@@ -88,7 +88,7 @@ class Schedule(torch.nn.Module):
 
     event_shape: tuple[int, ...]
 
-    def coefficients(self, t: Tensor, side: str = "left") -> Coefficients:
+    def marginal(self, t: Tensor, side: str = "left") -> Marginal:
         raise NotImplementedError
 
     def state(self, t: Tensor) -> Tensor:
@@ -195,13 +195,13 @@ class GroupwiseSchedule(Schedule):
         ts, te = self.t_start.to(tb), self.t_end.to(tb)
         return torch.where(_ramp_active(tb, ts, te, side), -1.0 / (te - ts), torch.zeros_like(tb))
 
-    def coefficients(self, t: Tensor, side: str = "left") -> Coefficients:
+    def marginal(self, t: Tensor, side: str = "left") -> Marginal:
         a, da = self.A(t), self.dA(t, side)
         s = 1.0 - a
         dlog = torch.where(a > 0, da / a.clamp_min(1e-30), torch.zeros_like(a))
         g2 = torch.where(a > 0, -2.0 * da * s / a.clamp_min(1e-30), torch.full_like(a, float("inf")))
         g2 = torch.where(da == 0, torch.zeros_like(a), g2)
-        return Coefficients(a, s, da, -da, dlog, g2)
+        return Marginal(a, s, da, -da, dlog, g2)
 
     def state(self, t: Tensor) -> Tensor:
         return self.A(t)
@@ -240,7 +240,7 @@ def schedule_sampler(groupings: Grouping | Sequence[Grouping], *, shuffle: bool 
 
     Each call ``sampler(generator)`` picks one of ``groupings`` uniformly and, with ``shuffle``, puts
     its groups in a random order (order-agnostic training), and returns its :class:`GroupwiseSchedule`
-    (``intervals`` default: uniform). Pass it to :meth:`gdmkit.paths.Path.loss_fn` as
+    (``intervals`` default: uniform). Pass it to :meth:`gdmkit.paths.DiagonalPath.loss_fn` as
     ``schedule_sampler``; the network, conditioned on A(t), then serves every member.
     """
     family = [groupings] if isinstance(groupings, Grouping) else list(groupings)
@@ -289,11 +289,11 @@ class GammaSchedule(Schedule):
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def coefficients(self, t: Tensor, side: str = "left") -> Coefficients:
+    def marginal(self, t: Tensor, side: str = "left") -> Marginal:
         g, dg = self.gamma(t, side)
         a2, s2 = torch.sigmoid(-g), torch.sigmoid(g)
         a, s = a2.sqrt(), s2.sqrt()
-        return Coefficients(a, s, -0.5 * a * s2 * dg, 0.5 * s * a2 * dg, -0.5 * s2 * dg, s2 * dg)
+        return Marginal(a, s, -0.5 * a * s2 * dg, 0.5 * s * a2 * dg, -0.5 * s2 * dg, s2 * dg)
 
     def state(self, t: Tensor) -> Tensor:
         return self.gamma(t)[0]
