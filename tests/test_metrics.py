@@ -1,13 +1,13 @@
-"""Tests for gdmkit.metrics: closed forms, hand computations, the offline (no-weights) paths."""
+"""Tests for gdmkit.metrics: closed forms, hand computations, the labelled fallback without weights."""
 from __future__ import annotations
 
 import math
-import socket
 
 import pytest
 import torch
 
 from gdmkit import data as D
+from gdmkit import features as Fe
 from gdmkit import metrics as M
 
 
@@ -96,23 +96,7 @@ def test_frechet_distance_matches_scipy_sqrtm():
 @pytest.fixture(scope="module")
 def digit_classifier():
     x, y = D.digits(split="train")
-    return M.train_classifier(x, y, steps=60, dataset="digits", generator=gen(16))
-
-
-def test_train_classifier_learns_and_is_deterministic(digit_classifier):
-    xt, yt = D.digits(split="test")
-    acc = (digit_classifier.logits(xt).argmax(1) == yt).float().mean()
-    assert acc > 0.8  # chance is 0.1
-    assert digit_classifier.name == "classifier[digits]"
-    assert isinstance(digit_classifier, M.FeatureExtractor)
-    x, y = D.digits(split="train")
-    state = torch.get_rng_state()
-    a = M.train_classifier(x[:64], y[:64], steps=2, dataset="d", generator=gen(1))
-    b = M.train_classifier(x[:64], y[:64], steps=2, dataset="d", generator=gen(1))
-    assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
-    with pytest.raises(ValueError, match="label"):
-        M.train_classifier(x[:5], y[:4], steps=1, dataset="d")
+    return Fe.train_classifier(x, y, steps=60, dataset="digits", generator=gen(16))
 
 
 def test_classifier_frechet_distance_is_labelled(digit_classifier):
@@ -133,7 +117,8 @@ def test_sample_quality_caches_the_reference(digit_classifier):
     q = M.SampleQuality(xt, features=digit_classifier)
     assert q.name == "FD_classifier[digits]"
     for fake in (xtr[:300], xtr[300:600]):                      # same numbers as the one-shot function
-        assert q(fake).value == pytest.approx(M.frechet_feature_distance(xt, fake, digit_classifier).value, rel=1e-9)
+        once = M.frechet_feature_distance(xt, fake, digit_classifier).value
+        assert q(fake).value == pytest.approx(once, rel=1e-9)
 
 
 def test_separable_error_bars():
@@ -142,53 +127,19 @@ def test_separable_error_bars():
     assert not M.separable((10.0, 1.0), (13.0, 1.5), k=2.0)
 
 
-# ----------------------------------------------------------------------------- no weights, no network
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """An empty torch hub, no weight env vars, and any network or download attempt fails loudly."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    for v in ("GDMKIT_INCEPTION_WEIGHTS", "GDMKIT_VGG19_WEIGHTS"):
-        monkeypatch.delenv(v, raising=False)
-
-    def no_net(*a, **k):
-        raise AssertionError("tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", no_net)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_net)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_net)
-    return tmp_path
-
-
-def test_inception_without_weights_raises_clear_error(offline):
-    x = torch.rand(4, 3, 8, 8, generator=gen(18)) * 2 - 1
-    with pytest.raises(M.WeightsNotFoundError) as e:
-        M.fid_inception(x, x)
-    msg = str(e.value)
-    assert M.INCEPTION_URL in msg and str(offline / "torch" / "hub" / "checkpoints") in msg
-    assert "GDMKIT_INCEPTION_WEIGHTS" in msg
+def test_sample_quality_without_weights_is_a_labelled_fallback(tmp_path):
+    """No Inception weights (a missing file is never searched past): the Fréchet distance in the given
+    features, named after them; without features a ValueError saying what to pass."""
+    x = torch.rand(6, 3, 4, 4, generator=gen(18), dtype=torch.float64) * 2 - 1
+    y = x + 0.1 * torch.randn(6, 3, 4, 4, generator=gen(19), dtype=torch.float64)
+    missing = tmp_path / "no-inception.pth"
     with pytest.raises(ValueError, match="train_classifier"):
-        M.sample_quality(x, x)
-    q = M.sample_quality(x, x + 0.1, features=M.IdentityFeatures())
-    assert q.name == "FD_pixels" and q.value > 0
-    with pytest.raises(M.WeightsNotFoundError, match="vgg19"):
-        M.VGG19Features()
-    fallback = M.IdentityFeatures()
-    assert M.perceptual_features(fallback) is fallback
-
-
-def test_find_weights_search_order(offline, monkeypatch):
-    f = offline / "w.pth"
-    f.write_bytes(b"")
-    assert M.find_weights(M.INCEPTION_URL, f) == f
-    with pytest.raises(M.WeightsNotFoundError, match="no weights file"):
-        M.find_weights(M.INCEPTION_URL, offline / "missing.pth")
-    monkeypatch.setenv("GDMKIT_INCEPTION_WEIGHTS", str(f))
-    assert M.find_weights(M.INCEPTION_URL, None, "GDMKIT_INCEPTION_WEIGHTS") == f
-    hub = offline / "torch" / "hub" / "checkpoints" / "vgg19-dcbbb0ee.pth"
-    hub.parent.mkdir(parents=True)
-    hub.write_bytes(b"")
-    assert M.find_weights(M.VGG19_URL) == hub
+        M.sample_quality(x, x, inception_weights=missing)
+    q = M.sample_quality(x, y, features=Fe.IdentityFeatures(), inception_weights=missing)
+    ref = M.frechet_distance(*M.feature_stats(x.reshape(6, -1)), *M.feature_stats(y.reshape(6, -1)))
+    assert q.name == "FD_pixels" and q.value == pytest.approx(ref, rel=1e-9) and q.value > 0
+    off = M.SampleQuality(x, features=Fe.IdentityFeatures(), use_inception=False)
+    assert off.name == "FD_pixels" and off(y).value == pytest.approx(ref, rel=1e-9)
 
 
 # ----------------------------------------------------------------------------- perceptual variance
@@ -196,7 +147,7 @@ def test_perceptual_variance_identity_and_linear_features():
     x = torch.randn(6, 1, 2, 2, generator=gen(19), dtype=torch.float64)
     flat = x.reshape(6, 4)
     hand = sum(float(((flat[i] - flat.mean(0)) ** 2).sum()) for i in range(6)) / 6
-    pv = M.perceptual_variance(x, M.IdentityFeatures())
+    pv = M.perceptual_variance(x, Fe.IdentityFeatures())
     assert pv.name == "PV_pixels" and pv.value == pytest.approx(hand, rel=1e-9)
 
     class Linear:
@@ -260,10 +211,27 @@ def test_factor_sensitivity_on_procedural_shapes():
         return D.render_shapes(f, 32)
 
     z = torch.randn(48, 4, generator=gen(26))
-    S = M.factor_sensitivity(decode, z, torch.arange(4), D.estimate_shape_factors, generator=gen(27),
+    S = M.factor_sensitivity(decode, z, torch.arange(4), M.estimate_shape_factors, generator=gen(27),
                              factor_names=["x", "y", "size", "hue_cos", "hue_sin"])
     assert [int(S.sel(factor=f).argmax("group")) for f in ("x", "y", "size", "hue_cos")] == [0, 1, 2, 3]
     assert float(S.sel(factor="x", group=[1, 2, 3]).max()) < 0.1 * float(S.sel(factor="x", group=0))
+
+
+def test_estimate_shape_factors_recovers_centroid_size_and_hue():
+    """Moments of the coverage α = max_c (x+1)/2: centroid within half a pixel, √(area) of the analytic
+    area, and the hue as (cos 2πh, sin 2πh)."""
+    size = 32
+    x, f = D.shapes(64, size, generator=gen(3))
+    est = M.estimate_shape_factors(x)
+    assert est.shape == (64, 5)
+    assert (est[:, 0] - f.x).abs().max() < 0.5 / size and (est[:, 1] - f.y).abs().max() < 0.5 / size
+    s = f.scale.double()
+    area = torch.stack([4 * s**2, math.pi * s**2, 3 * math.sqrt(3) / 4 * s**2], 1)[torch.arange(64), f.shape]
+    assert torch.allclose(est[:, 2].double(), area.sqrt(), rtol=0.02)
+    assert torch.allclose(est[:, 3], torch.cos(2 * math.pi * f.hue), atol=0.02)
+    assert torch.allclose(est[:, 4], torch.sin(2 * math.pi * f.hue), atol=0.02)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        M.estimate_shape_factors(x[:, :1])
 
 
 # ----------------------------------------------------------------------------- group locality

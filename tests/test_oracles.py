@@ -1,5 +1,6 @@
 """Tests for gdmkit.oracles: exact posterior means against brute-force integration, Tweedie's formula,
-GDM Prop. 3.3 (the optimal denoiser ignores groups not yet generated), and consistency checks."""
+GDM Prop. 3.3 (the optimal denoiser ignores groups not yet generated), the Gaussian random field
+against its dense circulant covariance, and consistency checks."""
 from __future__ import annotations
 
 import math
@@ -11,8 +12,8 @@ from torch.distributions import MultivariateNormal
 from gdmkit import groupings as G
 from gdmkit import paths as P
 from gdmkit import schedules as S
-from gdmkit.bases import Orthogonal, Pixel
-from gdmkit.oracles import DiagonalGaussian, GaussianMixture
+from gdmkit.bases import Fourier, Orthogonal, Pixel
+from gdmkit.oracles import DiagonalGaussian, GaussianMixture, GaussianRandomField, grf_spectrum
 
 F64 = torch.float64
 
@@ -41,10 +42,11 @@ def _paths_2d():
     # float64 schedules, so that the oracle and the quadrature share exact coefficients
     return {
         "gdm_pixel": P.DiagonalPath(Pixel((2,)).double(), S.GroupwiseSchedule(G.single((2,))).double()),
-        "gdm_rotated_scaled": P.DiagonalPath(basis, S.GroupwiseSchedule(G.per_element((2,)),
-                                                                torch.tensor([[0.3, 1.0], [0.0, 0.6]])).double(),
-                                     scale=scale),
-        "vp_rotated_scaled": P.DiagonalPath(basis, S.LinearGamma(log_var, -log_var, a=1.4).double(), scale=scale),
+        "gdm_rotated_scaled": P.DiagonalPath(
+            basis, S.GroupwiseSchedule(G.per_element((2,)), torch.tensor([[0.3, 1.0], [0.0, 0.6]])).double(),
+            scale=scale),
+        "vp_rotated_scaled": P.DiagonalPath(basis, S.LinearGamma(log_var, -log_var, a=1.4).double(),
+                                            scale=scale),
     }
 
 
@@ -71,7 +73,8 @@ def _quadrature_posterior_mean(gm: GaussianMixture, path: P.DiagonalPath, chi_t:
     c0, c1 = (g.reshape(-1) for g in torch.meshgrid(ax, ax, indexing="ij"))    # χ points
     x0 = U[0, 0] * s[0] * c0 + U[0, 1] * s[1] * c1                               # x = U S χ
     x1 = U[1, 0] * s[0] * c0 + U[1, 1] * s[1] * c1
-    log_px = torch.logsumexp(torch.stack([gm.weights[k].log() + _log_gaussian_2d(x0, x1, gm.means[k], gm.covs[k])
+    log_px = torch.logsumexp(torch.stack([gm.weights[k].log()
+                                          + _log_gaussian_2d(x0, x1, gm.means[k], gm.covs[k])
                                           for k in range(len(gm.weights))]), 0)
     c = path.schedule.marginal(torch.tensor([t], dtype=F64))
     a, sg = c.alpha[0], c.sigma[0]
@@ -115,15 +118,17 @@ def test_posterior_mean_satisfies_tweedie():
     gm = _mixture(3, K=2, seed=6)
     basis = Orthogonal.random(3, generator=_gen(7))
     log_var = torch.tensor([0.3, -0.5, -1.2], dtype=F64)
-    path = P.DiagonalPath(basis, S.LinearGamma(log_var, -log_var, a=0.6), scale=torch.tensor([1.2, 0.8, 1.0], dtype=F64))
+    path = P.DiagonalPath(basis, S.LinearGamma(log_var, -log_var, a=0.6),
+                          scale=torch.tensor([1.2, 0.8, 1.0], dtype=F64))
     cc = gm.in_coords(path)
     t = torch.full((5,), 0.45, dtype=F64)
     c = path.schedule.marginal(t)
     a, s = c.alpha[0].double(), c.sigma[0].double()
     chi_t = torch.randn(5, 3, generator=_gen(8), dtype=F64).requires_grad_(True)
-    comps = [MultivariateNormal(a * cc.means[k], torch.diag(a) @ cc.covs[k] @ torch.diag(a) + torch.diag(s ** 2))
-             for k in range(2)]
-    logp = torch.logsumexp(torch.stack([cp.log_prob(chi_t) + cc.weights[k].log() for k, cp in enumerate(comps)]), 0)
+    comps = [MultivariateNormal(a * cc.means[k], torch.diag(a) @ cc.covs[k] @ torch.diag(a)
+                                + torch.diag(s ** 2)) for k in range(2)]
+    logp = torch.logsumexp(torch.stack([cp.log_prob(chi_t) + cc.weights[k].log()
+                                        for k, cp in enumerate(comps)]), 0)
     grad = torch.autograd.grad(logp.sum(), chi_t)[0]
     pred = gm.denoiser(path)(chi_t.detach(), t)
     torch.testing.assert_close(pred.x_hat, (chi_t.detach() + s ** 2 * grad) / a, atol=1e-6, rtol=1e-6)
@@ -153,6 +158,13 @@ def test_prop_3_3_oracle_ignores_groups_not_yet_generated(t):
             assert cols.abs().max().item() > 1e-3, (j, cols)
 
 
+def _assert_same_predictions(oracle_a, oracle_b, path, chi_t, t, tol):
+    """Both oracles' denoisers give the same Prediction (every field) at χ_t (B, ...), times t (B,)."""
+    t = torch.tensor(t, dtype=F64)
+    for u, v in zip(oracle_a.denoiser(path)(chi_t, t), oracle_b.denoiser(path)(chi_t, t), strict=True):
+        torch.testing.assert_close(u, v, atol=tol, rtol=tol)
+
+
 def test_diagonal_gaussian_equals_a_one_component_mixture():
     basis = Orthogonal.random(4, generator=_gen(14))
     U = basis.matrix()
@@ -167,10 +179,7 @@ def test_diagonal_gaussian_equals_a_one_component_mixture():
              P.DiagonalPath(basis, S.GroupwiseSchedule(G.from_index_sets((4,), [[1, 2], [0, 3]])).double())]
     for path in paths:
         chi_t = torch.randn(6, 4, generator=_gen(16), dtype=F64)
-        t = torch.tensor([0.05, 0.3, 0.5, 0.6, 0.9, 1.0], dtype=F64)
-        a, b = dg.denoiser(path)(chi_t, t), gm.denoiser(path)(chi_t, t)
-        for u, v in zip(a, b):
-            torch.testing.assert_close(u, v, atol=1e-9, rtol=1e-9)
+        _assert_same_predictions(dg, gm, path, chi_t, [0.05, 0.3, 0.5, 0.6, 0.9, 1.0], tol=1e-9)
 
 
 def test_diagonal_gaussian_denoiser_closed_form():
@@ -237,3 +246,126 @@ def test_diagonal_gaussian_in_a_path_with_another_basis_is_right_or_refused():
     except ValueError:
         return
     torch.testing.assert_close(got, gm.denoiser(path)(chi_t, t).x_hat)
+
+
+def test_oracle_predictions_are_built_by_from_x0():
+    """Every oracle's Prediction is paths.from_x0(χ_t, χ̂, marginal): every field of Prediction (whatever
+    fields paths adds) agrees, so oracles and networks give the samplers the same thing."""
+    basis = Orthogonal.random(3, generator=_gen(30))
+    var = torch.tensor([2.0, 0.3, 0.05], dtype=F64)
+    U = basis.matrix()
+    grf = GaussianRandomField((2, 3), 1, power=1.0)
+    flat = torch.zeros(1, 2, 3)
+    grf_path = P.DiagonalPath(Fourier((1, 2, 3)).double(), S.LinearGamma(flat, flat, a=1.0).double())
+    path = P.DiagonalPath(basis, S.LinearGamma(var.log(), -var.log(), a=0.9).double())
+    cases = [(DiagonalGaussian(basis, torch.zeros(3, dtype=F64), var), path),
+             (GaussianMixture(torch.ones(1), torch.zeros(1, 3), (U @ torch.diag(var) @ U.T)[None]), path),
+             (grf, grf_path)]
+    for oracle, pth in cases:
+        chi_t = torch.randn(4, *pth.event_shape, generator=_gen(31), dtype=F64)
+        t = torch.tensor([0.1, 0.4, 0.7, 1.0], dtype=F64)
+        pred = oracle.denoiser(pth)(chi_t, t)
+        ref = P.from_x0(chi_t, pred.x_hat, pth.schedule.marginal(t))
+        assert type(pred) is P.Prediction
+        for name in P.Prediction._fields:
+            assert getattr(pred, name) is not None, f"the oracle left Prediction.{name} empty"
+            torch.testing.assert_close(getattr(pred, name), getattr(ref, name), msg=name)
+
+
+# ----------------------------------------------------------------------------- Gaussian random fields
+def _circulant_cov(S2: torch.Tensor) -> torch.Tensor:
+    """C_ij = (1/HW) Σ_k S_k cos(2π(k_y Δy/H + k_x Δx/W)): the circulant covariance Fᴴ diag(S) F, by hand."""
+    H, W = S2.shape
+    ky, kx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    ry, rx = ky.reshape(-1).double(), kx.reshape(-1).double()
+    dy, dx = ry[:, None] - ry[None], rx[:, None] - rx[None]
+    phase = 2 * math.pi * (ry[:, None, None] * dy / H + rx[:, None, None] * dx / W)
+    return (S2.reshape(-1)[:, None, None] * torch.cos(phase)).sum(0) / (H * W)
+
+
+def test_grf_spectrum_properties():
+    S2 = grf_spectrum((6, 8), power=2.0, k0=1.0, sigma=0.5)
+    assert S2.shape == (6, 8) and torch.isclose(S2.mean(), torch.tensor(0.25, dtype=S2.dtype))
+    flip = torch.roll(torch.flip(S2, (0, 1)), shifts=(1, 1), dims=(0, 1))  # S[-k]
+    assert torch.allclose(S2, flip)
+    assert S2[0, 0] > S2[0, 1] > S2[0, 2] > S2[0, 3]
+    with pytest.raises(ValueError, match="k0"):
+        grf_spectrum(4, k0=0.0)
+    with pytest.raises(ValueError, match="power"):
+        grf_spectrum(4, power=float("inf"))
+
+
+def test_grf_is_a_diagonal_gaussian_in_the_fourier_basis():
+    """U diag(S) Uᵀ with U the dense Fourier (Hartley) matrix is the hand-built circulant covariance,
+    and log_prob is the dense Gaussian log-density with it (C = 2 independent channels)."""
+    H, W, C = 4, 6, 2
+    grf = GaussianRandomField((H, W), C, power=1.5, k0=0.5)
+    assert isinstance(grf, DiagonalGaussian) and isinstance(grf.basis, Fourier)
+    assert grf.basis.event_shape == (C, H, W) and torch.equal(grf.mean, torch.zeros(C, H, W, dtype=F64))
+    cov = _circulant_cov(grf.spectrum)
+    U1 = Fourier((1, H, W)).matrix()
+    torch.testing.assert_close(U1 @ torch.diag(grf.var[0].reshape(-1)) @ U1.T, cov)
+    x = grf.sample(5, _gen(6))
+    mvn = MultivariateNormal(torch.zeros(H * W, dtype=F64), cov)
+    ref = mvn.log_prob(x.double().reshape(5, C, H * W)).sum(1)
+    torch.testing.assert_close(grf.log_prob(x), ref, atol=1e-9, rtol=1e-9)
+    # white noise limit: power 0 -> iid N(0, sigma^2)
+    w = GaussianRandomField(5, power=0.0, sigma=0.3).sample(3, _gen(7))
+    iid = torch.distributions.Normal(torch.tensor(0.0, dtype=F64), 0.3).log_prob(w.double()).sum((1, 2, 3))
+    torch.testing.assert_close(GaussianRandomField(5, power=0.0, sigma=0.3).log_prob(w), iid)
+
+
+def test_grf_samples_have_the_spectrum():
+    n, size = 3000, 8
+    grf = GaussianRandomField(size, power=3.0)
+    x = grf.sample(n, _gen(5))
+    assert x.shape == (n, 1, size, size) and x.dtype == torch.float32
+    assert torch.equal(x[:3], grf.sample(3, _gen(5)))
+    emp = (torch.fft.fft2(x.double(), norm="ortho").abs() ** 2).mean((0, 1))    # E|X_k|² = S_k
+    se = (2 / n) ** 0.5                                                          # |X_k|²/S_k ~ Exp(1) or χ²_1
+    assert ((emp / grf.spectrum - 1).abs() < 5 * se).all()
+    hartley = (grf.basis.to_coeffs(x.double()) ** 2).mean(0)                     # Var c_k = S_k
+    assert ((hartley / grf.var - 1).abs() < 5 * se).all()
+    assert abs(x.double().var().item() - 1 / 9) < 0.01                            # pixel variance σ²
+
+
+def test_grf_sample_is_the_diagonal_gaussian_law():
+    """The FFT sampler x = F⁻¹(√S ⊙ F w) equals U(√v ⊙ Uᵀw) in the Hartley basis for the same white w."""
+    grf = GaussianRandomField((5, 6), 2, power=2.5, k0=0.7)
+    w = torch.randn(4, 2, 5, 6, generator=_gen(8), dtype=F64)
+    hart = grf.basis.from_coeffs(grf.var.sqrt() * grf.basis.to_coeffs(w))
+    torch.testing.assert_close(grf.sample(4, _gen(8)), hart.float(), atol=1e-6, rtol=0)
+
+
+def test_grf_denoiser_equals_the_dense_gaussian_oracle():
+    """DiagonalGaussian's per-component denoiser for the field = the full-covariance mixture oracle."""
+    H, W = 3, 4
+    grf = GaussianRandomField((H, W), 1, power=2.0, k0=1.0, sigma=0.5)
+    gm = GaussianMixture(torch.ones(1), torch.zeros(1, 1, H, W), _circulant_cov(grf.spectrum)[None])
+    basis = Fourier((1, H, W)).double()
+    log_var = grf.var.log()
+    scale = grf.var.sqrt()
+    for path in (P.DiagonalPath(basis, S.LinearGamma(log_var, -log_var, a=0.8).double(), scale=scale),
+                 P.DiagonalPath(basis, S.GroupwiseSchedule(G.single((1, H, W))).double())):
+        chi_t = torch.randn(3, 1, H, W, generator=_gen(9), dtype=F64)
+        _assert_same_predictions(grf, gm, path, chi_t, [0.2, 0.5, 0.9], tol=1e-8)
+
+
+def test_grf_and_sampling_bad_arguments():
+    for size in (0, (3,), (3, 0), (2, 2, 2), 2.0, "4"):
+        with pytest.raises(ValueError, match="size"):
+            GaussianRandomField(size)
+    for channels in (0, 1.5, True):
+        with pytest.raises(ValueError, match="channels"):
+            GaussianRandomField(4, channels)
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianRandomField(4, sigma=0.0)
+    grf = GaussianRandomField(4)
+    gm = _mixture(2)
+    dg = DiagonalGaussian(Pixel((2,)), torch.zeros(2), torch.ones(2))
+    for n in (0, -1, 2.0):
+        for oracle in (grf, gm, dg):
+            with pytest.raises(ValueError, match="number of samples"):
+                oracle.sample(n)
+    with pytest.raises(ValueError, match="expects"):
+        grf.log_prob(torch.zeros(2, 1, 4, 5))

@@ -2,12 +2,15 @@
 datasets from a data root, dequantisation and cached per-pixel statistics (GUD App. B).
 
 Every generator is deterministic given its ``generator`` and returns float32 tensors, images
-``(N, C, H, W)`` and toy data ``(N, d)``, scaled to [-1, 1].
+``(N, C, H, W)`` and toy data ``(N, d)``, scaled to [-1, 1]. Data with an exact density is drawn from
+its oracle (``oracles.GaussianMixture``, ``oracles.GaussianRandomField``: density, exact denoiser); the
+shapes' factor estimator is the metric ``metrics.estimate_shape_factors``.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -18,15 +21,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .oracles import GaussianMixture
+from . import tensors
+from .files import atomic_write
+from .oracles import GaussianMixture, GaussianRandomField
 
 __all__ = [
-    "TensorData", "GaussianMixture", "MIXTURE_PRESETS", "mixture_preset", "gaussian_mixture_2d",
-    "digits", "SHAPE_KINDS", "SHAPE_FACTOR_NAMES", "ShapeFactors", "sample_shape_factors",
-    "render_shapes", "shapes", "estimate_shape_factors", "grf_spectrum", "gaussian_random_field",
-    "grf_log_prob", "DatasetNotFoundError", "PAPER_DATASETS", "load_dataset", "to_uint8",
+    "TensorData", "MIXTURE_PRESETS", "mixture_preset", "gaussian_mixture_2d", "digits", "SHAPE_KINDS",
+    "SHAPE_FACTOR_NAMES", "ShapeFactors", "sample_shape_factors", "render_shapes", "shapes",
+    "gaussian_random_field", "DatasetNotFoundError", "PAPER_DATASETS", "load_dataset", "to_uint8",
     "dequantize", "DataStats", "DATASET_NAMES", "make_dataset",
 ]
+
+
+def _check_n(n) -> int:
+    """``n`` (a number of examples) as a positive int, or ValueError."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n (the number of examples) must be a positive integer, got {n!r}")
+    return int(n)
 
 
 @dataclass
@@ -39,6 +50,13 @@ class TensorData(Dataset):
     name: str = ""
     factors: dict[str, Tensor] = field(default_factory=dict)
 
+    def __post_init__(self):
+        N = self.x.shape[0]
+        bad = {k: len(v) for k, v in {"y": self.y, **self.factors}.items() if v is not None and len(v) != N}
+        if bad:
+            raise ValueError(f"TensorData has {N} examples in x but {bad} in the labels / factors named; "
+                             "give one label and one value of each factor per example")
+
     def __len__(self) -> int:
         return self.x.shape[0]
 
@@ -47,10 +65,7 @@ class TensorData(Dataset):
 
 
 # --------------------------------------------------------------------------- Gaussian mixtures
-# The mixture itself (sampling, density, exact posterior mean) is gdmkit.oracles.GaussianMixture;
-# here live the presets of the GDM Fig. 1a toy.
-
-
+# The mixture (sampling, density, exact posterior mean) is oracles.GaussianMixture; here: GDM Fig. 1a presets
 def _isotropic(means: Tensor, std: float) -> GaussianMixture:
     K, d = means.shape
     return GaussianMixture(torch.full((K,), 1.0 / K), means, std**2 * torch.eye(d).expand(K, d, d).clone())
@@ -96,8 +111,7 @@ def digits(size: int = 8, *, split: str | None = None) -> tuple[Tensor, Tensor]:
     """scikit-learn's bundled 8x8 digits (1797 images, no download), values 0..16 -> [-1, 1].
 
     Any other ``size`` (e.g. 16, or 12 for 3×3 blocks) resamples bilinearly and clamps to [-1, 1].
-    ``split``: None (all), "train" (index % 5 != 0) or
-    "test" (index % 5 == 0), a fixed deterministic split.
+    ``split``: None (all), "train" (index % 5 != 0) or "test" (index % 5 == 0), fixed and deterministic.
     Returns images (N, 1, size, size) float32 and labels (N,) int64.
     """
     from sklearn.datasets import load_digits
@@ -143,8 +157,9 @@ class ShapeFactors:
 def sample_shape_factors(n: int, *, generator: torch.Generator | None = None) -> ShapeFactors:
     """Independent uniform factors: shape in {0,1,2}, x, y ~ U(0.3, 0.7), scale ~ U(0.12, 0.25),
     hue ~ U(0, 1). These ranges keep every shape inside the image."""
-    u = torch.rand(n, 4, generator=generator)
-    kind = torch.randint(0, len(SHAPE_KINDS), (n,), generator=generator)
+    n = _check_n(n)
+    u = tensors.rand((n, 4), generator, device="cpu")
+    kind = tensors.randint(0, len(SHAPE_KINDS), (n,), generator, device="cpu")
     return ShapeFactors(kind, 0.3 + 0.4 * u[:, 0], 0.3 + 0.4 * u[:, 1], 0.12 + 0.13 * u[:, 2], u[:, 3])
 
 
@@ -173,7 +188,8 @@ def render_shapes(f: ShapeFactors, size: int = 16) -> Tensor:
     return (-1 + 2 * alpha[:, None] * _hue_to_rgb(f.hue)[:, :, None, None]).float()
 
 
-def shapes(n: int, size: int = 16, *, generator: torch.Generator | None = None) -> tuple[Tensor, ShapeFactors]:
+def shapes(n: int, size: int = 16, *,
+           generator: torch.Generator | None = None) -> tuple[Tensor, ShapeFactors]:
     """Procedural images with known factors: returns images (n, 3, size, size) and ShapeFactors."""
     if size < 8:
         raise ValueError(f"shapes size must be >= 8 pixels (16 or 32 recommended), got {size}")
@@ -181,70 +197,16 @@ def shapes(n: int, size: int = 16, *, generator: torch.Generator | None = None) 
     return render_shapes(f, size), f
 
 
-def estimate_shape_factors(images: Tensor) -> Tensor:
-    """Factor estimates from image moments, for use as ``factor_fn`` in factor sensitivity.
-
-    Returns (N, 5): centroid x, centroid y, size = sqrt(area) (image units), cos 2πh, sin 2πh
-    (hue as a point on the circle, so plain differences are meaningful).
-    """
-    alpha = ((images + 1) / 2).amax(1).clamp(min=0)  # (N, H, W)
-    N, H, W = alpha.shape
-    mass = alpha.sum((1, 2)).clamp(min=1e-8)
-    cx = (alpha * ((torch.arange(W) + 0.5) / W)).sum((1, 2)) / mass
-    cy = (alpha * ((torch.arange(H) + 0.5) / H)[:, None]).sum((1, 2)) / mass
-    rgb = ((images + 1) / 2 * alpha[:, None]).sum((2, 3)) / mass[:, None]  # (N, 3)
-    r, g, b = rgb.unbind(1)
-    mx, mn = rgb.amax(1), rgb.amin(1)
-    c = (mx - mn).clamp(min=1e-8)
-    h6 = torch.where(mx == r, ((g - b) / c) % 6, torch.where(mx == g, (b - r) / c + 2, (r - g) / c + 4))
-    ang = 2 * math.pi * h6 / 6  # HSV hue (inverse of _hue_to_rgb) as an angle
-    return torch.stack([cx, cy, torch.sqrt(mass / (H * W)), ang.cos(), ang.sin()], 1)
-
-
 # --------------------------------------------------------------------------- Gaussian random fields
-def _hw(size) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
-
-
-def grf_spectrum(size, power: float = 2.0, *, k0: float = 1.0, sigma: float = 1 / 3,
-                 dtype=torch.float64) -> Tensor:
-    """Per-frequency variance S_k on the FFT grid, shape (H, W): S_k ∝ (|k|² + k0²)^(−power/2)
-    with integer wave numbers k (``fftfreq · n``), normalised so the pixel variance mean(S) = σ².
-
-    With the orthonormal DFT X = fft2(x, norm="ortho"), E|X_k|² = S_k and the field's covariance
-    is circulant: C = Fᴴ diag(S) F.
-    """
-    if k0 <= 0 or sigma <= 0:
-        raise ValueError(f"k0 and sigma must be positive (got k0={k0}, sigma={sigma})")
-    H, W = _hw(size)
-    ky = torch.fft.fftfreq(H, dtype=dtype) * H
-    kx = torch.fft.fftfreq(W, dtype=dtype) * W
-    S = (ky[:, None] ** 2 + kx[None, :] ** 2 + k0**2) ** (-power / 2)
-    return S * (sigma**2 / S.mean())
-
-
 def gaussian_random_field(n: int, size, *, power: float = 2.0, k0: float = 1.0, sigma: float = 1 / 3,
                           channels: int = 1, generator: torch.Generator | None = None) -> Tensor:
-    """Stationary periodic Gaussian textures (n, channels, H, W), float32, x = F⁻¹(√S ⊙ F w), w white.
+    """n stationary periodic Gaussian textures (n, channels, H, W), float32: x = F⁻¹(√S ⊙ F w), w white,
+    S ∝ (|k|² + k0²)^(−power/2) with pixel variance σ², ``size`` an int or (H, W); channels independent.
 
-    Not clipped (clipping would break the exact density); with σ = 1/3 about 99.7 % of pixels lie
-    in [-1, 1]. Channels are independent.
+    Drawn from :class:`gdmkit.oracles.GaussianRandomField` (same arguments), which has the exact
+    log-density, spectrum and denoiser. Not clipped; with σ = 1/3 about 99.7 % of pixels lie in [-1, 1].
     """
-    H, W = _hw(size)
-    S = grf_spectrum((H, W), power, k0=k0, sigma=sigma)
-    w = torch.randn(n, channels, H, W, generator=generator, dtype=torch.float64)
-    x = torch.fft.ifft2(torch.fft.fft2(w, norm="ortho") * S.sqrt(), norm="ortho").real
-    return x.float()
-
-
-def grf_log_prob(x: Tensor, *, power: float = 2.0, k0: float = 1.0, sigma: float = 1 / 3) -> Tensor:
-    """Exact log-density (N,) of x (N, C, H, W) under the field: with X = fft2(x, ortho),
-    log p = −½ Σ_k |X_k|²/S_k − (C/2) Σ_k log S_k − (C·H·W/2) log 2π."""
-    C, H, W = x.shape[1:]
-    S = grf_spectrum((H, W), power, k0=k0, sigma=sigma)
-    X = torch.fft.fft2(x.double(), norm="ortho")
-    quad = (X.abs() ** 2 / S).sum((1, 2, 3))
-    return -0.5 * (quad + C * S.log().sum() + C * H * W * math.log(2 * math.pi))
+    return GaussianRandomField(size, channels, power, k0, sigma).sample(n, generator)
 
 
 # --------------------------------------------------------------------------- paper datasets
@@ -366,6 +328,8 @@ def load_dataset(name: str, root: str | os.PathLike = "data", split: str = "trai
         n : keep the first n examples. After ``image_size`` resizing pixels leave the 8-bit
         grid, so dequantize (if wanted) at the native size.
     """
+    if n is not None:
+        n = _check_n(n)
     root = Path(root)
     ok_splits = ("train", "test", "val") if name == "pcam" else ("train", "test")
     if split not in ok_splits and not name.startswith("imagefolder:"):
@@ -407,7 +371,7 @@ def dequantize(x: Tensor, *, generator: torch.Generator | None = None) -> Tensor
         k = ((x.double() + 1) * 127.5).round()
         if (k / 127.5 - 1 - x.double()).abs().max() > 1e-3 or k.min() < 0 or k.max() > 255:
             raise ValueError("x is not 8-bit data in [-1, 1] (k/127.5 - 1); pass the uint8 pixels instead")
-    u = torch.rand(x.shape, generator=generator, dtype=torch.float64)
+    u = tensors.rand(x.shape, generator, device=x.device, dtype=torch.float64)
     return ((k + u) / 128 - 1).float()
 
 
@@ -429,7 +393,8 @@ class DataStats:
         return Path(cache_dir) / f"stats_{safe}_{shape}_{digest}.safetensors"
 
     @classmethod
-    def compute(cls, x: Tensor, name: str, *, cache_dir: str | os.PathLike | None = "data/cache") -> DataStats:
+    def compute(cls, x: Tensor, name: str, *,
+                cache_dir: str | os.PathLike | None = "data/cache") -> DataStats:
         """Stats of x (N, *event_shape); loaded from the cache when present, written otherwise
         (``cache_dir=None`` disables caching)."""
         from safetensors.torch import load_file, save_file
@@ -441,11 +406,9 @@ class DataStats:
         xd = x.double()
         stats = cls(xd.mean(0).float(), xd.std(0, correction=0).float(), x.shape[0])
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            save_file({"mean": stats.mean.contiguous(), "std": stats.std.contiguous(),
-                       "n": torch.tensor(stats.n)}, str(tmp))
-            os.replace(tmp, path)  # atomic
+            table = {"mean": stats.mean.contiguous(), "std": stats.std.contiguous(),
+                     "n": torch.tensor(stats.n)}
+            atomic_write(path, lambda tmp: save_file(table, tmp))
         return stats
 
     def remove_mean(self, x: Tensor) -> Tensor:
@@ -465,17 +428,21 @@ def make_dataset(name: str, *, n: int | None = None, size: int | None = None, se
     dataset (from ``root``, default "data"). ``n`` examples (first n for fixed datasets), image
     ``size``; generated data is a deterministic function of ``seed``. ``split=None`` gives all
     digits."""
+    if n is not None:
+        n = _check_n(n)
     g = torch.Generator().manual_seed(seed)
     if name == "digits":
         x, y = digits(size or 8, split=split)
         return TensorData(x[:n], y[:n], name=f"digits{x.shape[-1]}")
     if name == "shapes":
-        x, f = shapes(n or 1024, size or 16, generator=g)
-        return TensorData(x, f.shape, name=f"shapes{x.shape[-1]}", factors={k: getattr(f, k) for k in f.names})
+        x, f = shapes(1024 if n is None else n, size or 16, generator=g)
+        factors = {k: getattr(f, k) for k in f.names}
+        return TensorData(x, f.shape, name=f"shapes{x.shape[-1]}", factors=factors)
     if name == "grf":
-        return TensorData(gaussian_random_field(n or 1024, size or 16, generator=g), name=f"grf{size or 16}")
+        x = gaussian_random_field(1024 if n is None else n, size or 16, generator=g)
+        return TensorData(x, name=f"grf{size or 16}")
     if name.startswith("mixture:"):
-        x, y = mixture_preset(name.split(":", 1)[1]).sample(n or 4096, g, return_labels=True)
+        x, y = mixture_preset(name.split(":", 1)[1]).sample(4096 if n is None else n, g, return_labels=True)
         return TensorData(x, y, name=name)
     if name in _TV_DATASETS or name.startswith("imagefolder:"):
         return load_dataset(name, root or "data", split or "train", image_size=size, n=n)

@@ -2,27 +2,27 @@
 
 Distances for low-dimensional samples (energy distance, sliced Wasserstein), the Fréchet distance
 in some feature space (Inception when its weights are on disk, else a classifier trained on the same
-dataset, always labelled), perceptual variance (GDM §4.2), the factor-by-group sensitivity matrix
-(the quantitative version of GDM Figs. 3 and 6) and group locality (GDM Fig. 1c).
+dataset, always labelled; the extractors are in :mod:`gdmkit.features`), perceptual variance (GDM §4.2),
+the factor-by-group sensitivity matrix (the quantitative version of GDM Figs. 3 and 6) with the moment
+estimator of the procedural shapes' factors, and group locality (GDM Fig. 1c).
 Nothing here downloads weights: missing weights raise WeightsNotFoundError saying where to put them.
 """
 from __future__ import annotations
 
+import math
 import os
-from pathlib import Path
-from typing import Callable, NamedTuple, Protocol, runtime_checkable
+from typing import Callable, NamedTuple
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
+
+from . import tensors
+from .features import FeatureExtractor, WeightsNotFoundError, extract, fid_update, inception_fid
 
 __all__ = [
     "Metric", "energy_distance", "sliced_wasserstein", "frechet_distance", "feature_stats",
-    "FeatureExtractor", "IdentityFeatures", "ClassifierFeatures", "train_classifier",
-    "WeightsNotFoundError", "INCEPTION_URL", "VGG19_URL", "find_weights", "fid_inception",
-    "VGG19Features", "perceptual_features", "frechet_feature_distance", "sample_quality",
-    "perceptual_variance", "factor_sensitivity", "Locality", "group_locality", "SampleQuality", "separable",
+    "frechet_feature_distance", "sample_quality", "SampleQuality", "separable", "perceptual_variance",
+    "factor_sensitivity", "estimate_shape_factors", "Locality", "group_locality",
 ]
 
 
@@ -61,8 +61,8 @@ def _w2_sorted(a: Tensor, b: Tensor) -> Tensor:
     """Exact squared W2 between 1-D empirical measures, rows sorted: a (P, n), b (P, m) -> (P,).
     Both quantile functions are step functions; integrate over the union of their breakpoints."""
     n, m = a.shape[1], b.shape[1]
-    u = torch.unique(torch.cat([torch.arange(n + 1, dtype=torch.float64) / n,
-                                torch.arange(m + 1, dtype=torch.float64) / m]))
+    u = torch.unique(torch.cat([torch.arange(n + 1, dtype=torch.float64, device=a.device) / n,
+                                torch.arange(m + 1, dtype=torch.float64, device=a.device) / m]))
     mid, w = (u[1:] + u[:-1]) / 2, u[1:] - u[:-1]
     ia, ib = (mid * n).long().clamp(max=n - 1), (mid * m).long().clamp(max=m - 1)
     return ((a[:, ia] - b[:, ib]) ** 2 * w).sum(1)
@@ -80,9 +80,9 @@ def sliced_wasserstein(x: Tensor, y: Tensor, n_proj: int = 128, *,
         raise ValueError(f"x has dimension {x.shape[1]} but y has {y.shape[1]}; compare samples of one space")
     d = x.shape[1]
     if d == 1:
-        theta = torch.ones(1, 1, dtype=torch.float64)
+        theta = torch.ones(1, 1, dtype=torch.float64, device=x.device)
     else:
-        theta = torch.randn(n_proj, d, generator=generator, dtype=torch.float64)
+        theta = tensors.randn((n_proj, d), generator, device=x.device, dtype=torch.float64)
         theta = theta / theta.norm(dim=1, keepdim=True)
     a, b = (theta @ x.T).sort(1).values, (theta @ y.T).sort(1).values  # (P, N), (P, M)
     return float(_w2_sorted(a, b).mean().sqrt())
@@ -113,148 +113,13 @@ def feature_stats(f: Tensor) -> tuple[Tensor, Tensor]:
     return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
 
 
-# --------------------------------------------------------------------------- feature extractors
-@runtime_checkable
-class FeatureExtractor(Protocol):
-    """``name`` labels every metric computed with it; calling maps images (N, C, H, W) in [-1, 1]
-    to features (N, F)."""
-
-    name: str
-
-    def __call__(self, x: Tensor) -> Tensor: ...
-
-
-class IdentityFeatures:
-    """φ(x) = flattened pixels (N, C·H·W)."""
-
-    name = "pixels"
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], -1)
-
-
-class ClassifierFeatures(nn.Module):
-    """Small CNN classifier; its penultimate activations (``width`` features) are the features.
-    ``name`` is "classifier[<dataset>]": an offline stand-in for Inception, never called FID."""
-
-    def __init__(self, channels: int, n_classes: int, dataset: str, width: int = 64):
-        super().__init__()
-        self.name = f"classifier[{dataset}]"
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32 * 16, width), nn.SiLU())
-        self.head = nn.Linear(width, n_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Features (N, width)."""
-        return self.body(x)
-
-    def logits(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x))
-
-
-def train_classifier(images: Tensor, labels: Tensor, steps: int = 300, *, dataset: str,
-                     batch_size: int = 128, lr: float = 3e-3,
-                     generator: torch.Generator | None = None) -> ClassifierFeatures:
-    """Train a ClassifierFeatures on (images (N, C, H, W), labels (N,)) with AdamW for ``steps``
-    minibatches; initialisation and batches come from ``generator`` (global RNG state untouched)."""
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels; pass one label per image")
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = ClassifierFeatures(images.shape[1], int(labels.max()) + 1, dataset)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    for _ in range(steps):
-        i = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
-        loss = F.cross_entropy(net.logits(images[i]), labels[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval().requires_grad_(False)
-
-
-# --------------------------------------------------------------------------- pretrained weights
-class WeightsNotFoundError(FileNotFoundError):
-    """Pretrained weights are not on disk (we never download them)."""
-
-
-INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                 "weights-inception-2015-12-05-6726825d.pth")
-VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbbb0ee.pth"
-
-
-def find_weights(url: str, path: str | os.PathLike | None = None, env: str | None = None) -> Path:
-    """Locate weights on disk: ``path`` (must exist), else ``$env``, else the torch hub cache
-    (``torch.hub.get_dir()/checkpoints/<file name of url>``, where torch-fidelity and torchvision
-    keep them). Raises WeightsNotFoundError naming the places searched and how to fill one."""
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
-    if path is not None and not Path(path).is_file():
-        raise WeightsNotFoundError(f"no weights file at {path}: pass the path of a copy of {url}")
-    cands = [Path(p) for p in (path, os.environ.get(env) if env else None) if p] + [hub]
-    for c in cands:
-        if c.is_file():
-            return c
-    raise WeightsNotFoundError(
-        f"weights not found at {', '.join(map(str, cands))}. Download {url} on a machine with network "
-        f"and copy it to {hub}" + (f" or set ${env} to its path" if env else "") + ".")
-
-
-def fid_inception(real: Tensor, fake: Tensor, *, weights: str | os.PathLike | None = None,
-                  batch_size: int = 64) -> float:
-    """FID (torchmetrics' FrechetInceptionDistance, 2048-d pool features, standard TF-Inception
-    weights from torch-fidelity) between images (N, C, H, W) in [-1, 1]; C = 1 is repeated to RGB.
-    Weights come from ``weights``, $GDMKIT_INCEPTION_WEIGHTS or the torch hub cache; never downloaded."""
-    path = find_weights(INCEPTION_URL, weights, "GDMKIT_INCEPTION_WEIGHTS")  # before any heavy import
-    return SampleQuality(real, inception_weights=path, batch_size=batch_size)(fake).value
-
-
-class VGG19Features(nn.Module):
-    """torchvision VGG-19 (ImageNet weights from disk), 4096-d penultimate (fc7) activations of
-    224x224 ImageNet-normalised inputs. name "VGG19"."""
-
-    name = "VGG19"
-
-    def __init__(self, weights: str | os.PathLike | None = None):
-        super().__init__()
-        path = find_weights(VGG19_URL, weights, "GDMKIT_VGG19_WEIGHTS")
-        import torchvision
-
-        net = torchvision.models.vgg19(weights=None)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        net.classifier = net.classifier[:-1]
-        self.net = net.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = (x.expand(-1, 3, -1, -1) + 1) / 2
-        x = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
-        return self.net((x - self.mean) / self.std)
-
-
-def perceptual_features(fallback: FeatureExtractor, *, weights: str | os.PathLike | None = None) -> FeatureExtractor:
-    """VGG-19 features (GDM §4.2) when the weights are on disk, else ``fallback`` (e.g. the dataset
-    classifier); the returned extractor's ``name`` says which."""
-    try:
-        return VGG19Features(weights)
-    except WeightsNotFoundError:
-        return fallback
-
-
 # --------------------------------------------------------------------------- labelled metrics
-@torch.no_grad()
-def _features(features: FeatureExtractor, x: Tensor, batch_size: int = 256) -> Tensor:
-    return torch.cat([features(c) for c in x.split(batch_size)]).double()
-
-
 def frechet_feature_distance(real: Tensor, fake: Tensor, features: FeatureExtractor) -> Metric:
     """Fréchet distance of Gaussian fits to features of real and fake images, as
     Metric("FD_<features.name>", value), e.g. "FD_classifier[digits]"."""
     return Metric(f"FD_{features.name}",
-                  frechet_distance(*feature_stats(_features(features, real)),
-                                   *feature_stats(_features(features, fake))))
+                  frechet_distance(*feature_stats(extract(features, real)),
+                                   *feature_stats(extract(features, fake))))
 
 
 def sample_quality(real: Tensor, fake: Tensor, *, features: FeatureExtractor | None = None,
@@ -282,32 +147,23 @@ class SampleQuality:
         try:
             if not use_inception:
                 raise WeightsNotFoundError("Inception not requested (use_inception=False)")
-            path = find_weights(INCEPTION_URL, inception_weights, "GDMKIT_INCEPTION_WEIGHTS")
+            fid = inception_fid(inception_weights)
         except WeightsNotFoundError as e:
             if features is None:
-                raise ValueError(f"no Inception weights ({e}) and no features given: pass "
-                                 "features=train_classifier(images, labels, dataset=...)") from e
+                raise ValueError(f"no Inception weights ({e}) and no features given: pass features="
+                                 "gdmkit.features.train_classifier(images, labels, dataset=...)") from e
             self.name, self.features = f"FD_{features.name}", features
-            self.ref = feature_stats(_features(features, real))
+            self.ref = feature_stats(extract(features, real))
             return
-        from torchmetrics.image.fid import FrechetInceptionDistance
-
-        self.name, self.features = "FID", None
-        self.fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path),
-                                            reset_real_features=False)
-        self._update(real, True)
-
-    def _update(self, imgs: Tensor, real: bool) -> None:
-        from gdmkit.data import to_uint8
-
-        for chunk in imgs.split(self.batch_size):
-            self.fid.update(to_uint8(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk), real=real)
+        self.name, self.features, self.fid = "FID", None, fid
+        fid_update(fid, real, True, batch_size)
 
     def __call__(self, fake: Tensor) -> Metric:
         if self.features is not None:
-            return Metric(self.name, frechet_distance(*self.ref, *feature_stats(_features(self.features, fake))))
+            fake_stats = feature_stats(extract(self.features, fake))
+            return Metric(self.name, frechet_distance(*self.ref, *fake_stats))
         self.fid.reset()  # keeps the reference features (reset_real_features=False)
-        self._update(fake, False)
+        fid_update(self.fid, fake, False, self.batch_size)
         return Metric("FID", float(self.fid.compute()))
 
 
@@ -319,7 +175,7 @@ def separable(a: tuple[float, float], b: tuple[float, float], k: float = 1.0) ->
 def perceptual_variance(images: Tensor, features: FeatureExtractor) -> Metric:
     """E‖φ(x) − E φ(x)‖² over images (N, C, H, W) (GDM §4.2), expectations as sample means;
     Metric("PV_<features.name>", value)."""
-    f = _features(features, images)
+    f = extract(features, images)
     return Metric(f"PV_{features.name}", float(((f - f.mean(0)) ** 2).sum(1).mean()))
 
 
@@ -328,7 +184,7 @@ def _resample(z: Tensor, mask: Tensor, how, generator) -> Tensor:
     if callable(how):
         new = how(z, mask, generator)
     elif how == "normal":
-        new = torch.randn(z.shape, generator=generator, dtype=z.dtype)
+        new = tensors.randn(z.shape, generator, device=z.device, dtype=z.dtype)
     elif how == "permute":
         new = z[torch.randperm(z.shape[0], generator=generator)]
     else:
@@ -366,6 +222,34 @@ def factor_sensitivity(decode: Callable[[Tensor], Tensor], latents: Tensor, grou
                         name="factor_sensitivity",
                         attrs={"statistic": "mean |change of factor| when one group is resampled",
                                "resample": resample if isinstance(resample, str) else "custom"})
+
+
+def estimate_shape_factors(images: Tensor) -> Tensor:
+    """Factor estimates of procedural shapes (:func:`gdmkit.data.shapes`) from image moments, for use as
+    ``factor_fn`` in :func:`factor_sensitivity`.
+
+    images : (N, 3, H, W) in [-1, 1] on a black (-1) background. With coverage α = max_c (x + 1)/2 and
+    mass m = Σ α: returns (N, 5): centroid x = Σ α u / m, centroid y (image units), size = √(m / HW),
+    cos 2πh, sin 2πh, where h is the HSV hue of the α-weighted mean colour (a point on the circle, so
+    plain differences are meaningful).
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"estimate_shape_factors expects RGB images (N, 3, H, W), got shape "
+                         f"{tuple(images.shape)}; pass the output of gdmkit.data.shapes")
+    alpha = ((images + 1) / 2).amax(1).clamp(min=0)  # (N, H, W)
+    N, H, W = alpha.shape
+    mass = alpha.sum((1, 2)).clamp(min=1e-8)
+    u = (torch.arange(W, device=images.device) + 0.5) / W
+    v = (torch.arange(H, device=images.device) + 0.5) / H
+    cx = (alpha * u).sum((1, 2)) / mass
+    cy = (alpha * v[:, None]).sum((1, 2)) / mass
+    rgb = ((images + 1) / 2 * alpha[:, None]).sum((2, 3)) / mass[:, None]  # (N, 3)
+    r, g, b = rgb.unbind(1)
+    mx, mn = rgb.amax(1), rgb.amin(1)
+    c = (mx - mn).clamp(min=1e-8)
+    h6 = torch.where(mx == r, ((g - b) / c) % 6, torch.where(mx == g, (b - r) / c + 2, (r - g) / c + 4))
+    ang = 2 * math.pi * h6 / 6  # HSV hue (the inverse of the renderer's hue -> RGB) as an angle
+    return torch.stack([cx, cy, torch.sqrt(mass / (H * W)), ang.cos(), ang.sin()], 1)
 
 
 class Locality(NamedTuple):

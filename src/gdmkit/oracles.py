@@ -1,4 +1,5 @@
-"""Exact posterior means E[χ | χ_t] for Gaussian mixtures and Gaussian data, under any diagonal path.
+"""Exact densities and posterior means E[χ | χ_t]: Gaussian mixtures, Gaussian data diagonal in a basis, and
+Gaussian random fields (diagonal in the Fourier basis), under any diagonal path.
 
 For data x ~ Σ_k π_k N(μ_k, Σ_k) and χ = M x with M = S⁻¹Uᵀ (basis U, prior scale S), the coordinates
 are a mixture with μ̄_k = M μ_k, Σ̄_k = M Σ_k Mᵀ. Under χ_t = α ⊙ χ + σ ⊙ z̄ (GDM eq. 11, GUD eq. 14):
@@ -8,23 +9,43 @@ are a mixture with μ̄_k = M μ_k, Σ̄_k = M Σ_k Mᵀ. Under χ_t = α ⊙ χ
     E[χ | χ_t] = Σ_k r_k(χ_t) E[χ | χ_t, k],  r_k ∝ π_k N(χ_t; α ⊙ μ̄_k, C_k)
 
 This is the optimal denoiser x_θ* of GDM Prop. 3.3 and the optimal score of GUD eq. 11; its velocity
-is exact ground truth for samplers, likelihoods and the papers' claims.
+is exact ground truth for samplers, likelihoods and the papers' claims. Every denoiser here builds its
+:class:`~gdmkit.paths.Prediction` through :func:`~gdmkit.paths.from_x0`, so it carries every field a
+network's prediction carries.
 """
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .bases import Basis
+from . import tensors
+from .bases import Basis, Fourier
 from .paths import DiagonalPath, Prediction, from_x0
+from .schedules import Marginal
 
-__all__ = ["GaussianMixture", "DiagonalGaussian"]
+__all__ = ["GaussianMixture", "DiagonalGaussian", "GaussianRandomField", "grf_spectrum"]
 
 _LOG2PI = math.log(2 * math.pi)
+
+
+def _positive_int(v, what: str) -> int:
+    """``v`` as a positive int, or ValueError naming ``what``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        raise ValueError(f"{what} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _denoiser(path: DiagonalPath, posterior_mean: Callable[[Tensor, Marginal], Tensor]):
+    """``model(chi_t, t, side="left") -> Prediction`` from an exact ``posterior_mean(chi_t, marginal)``."""
+    def model(chi_t: Tensor, t: Tensor, side: str = "left") -> Prediction:
+        c = path.schedule.marginal(tensors.times_like(t, chi_t), side)
+        return from_x0(chi_t, posterior_mean(chi_t, c), c)
+    return model
 
 
 class GaussianMixture:
@@ -43,9 +64,10 @@ class GaussianMixture:
         weights, means, covs = (torch.as_tensor(v, dtype=torch.float64) for v in (weights, means, covs))
         K = weights.shape[0]
         if means.shape[0] != K or covs.shape[0] != K:
-            raise ValueError(f"weights, means and covs must share K; got {K}, {means.shape[0]}, {covs.shape[0]}")
+            raise ValueError(f"weights, means and covs must share K; got {K}, {means.shape[0]}, "
+                             f"{covs.shape[0]}")
         self.event_shape = tuple(means.shape[1:])
-        d = int(torch.tensor(self.event_shape).prod()) if self.event_shape else 1
+        d = math.prod(self.event_shape)
         if covs.shape[1:] != (d, d):
             raise ValueError(f"covs must have shape (K, d, d) = ({K}, {d}, {d}) for events of shape "
                              f"{self.event_shape}, got {tuple(covs.shape)}")
@@ -61,8 +83,10 @@ class GaussianMixture:
     # ---------------------------------------------------------------- data space
     def sample(self, n: int, generator: torch.Generator | None = None, return_labels: bool = False):
         """n exact samples, shape (n, *event_shape), float32 (and the component labels (n,) if asked)."""
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.d, generator=generator, dtype=torch.float64)
+        n = _positive_int(n, "the number of samples n")
+        w = self.weights if generator is None else self.weights.to(generator.device)
+        k = torch.multinomial(w, n, replacement=True, generator=generator).cpu()
+        eps = tensors.randn((n, self.d), generator, device="cpu", dtype=torch.float64)
         L = torch.linalg.cholesky(self.covs)[k]
         x = (self.means.flatten(1)[k] + (L @ eps[..., None])[..., 0]).reshape(n, *self.event_shape).float()
         return (x, k) if return_labels else x
@@ -75,7 +99,8 @@ class GaussianMixture:
     def in_coords(self, path: DiagonalPath) -> "GaussianMixture":
         """The same distribution in the path's coordinates χ = S⁻¹Uᵀx (event shape kept)."""
         basis64 = copy.deepcopy(path.basis).cpu().double()
-        s = torch.ones(self.event_shape, dtype=torch.float64) if path.scale is None else path.scale.cpu().double()
+        s = (torch.ones(self.event_shape, dtype=torch.float64) if path.scale is None
+             else path.scale.cpu().double())
 
         def enc(v: Tensor) -> Tensor:  # rows of v (n, d) -> rows of v Mᵀ
             return (basis64.to_coeffs(v.reshape(-1, *self.event_shape)) / s).reshape(v.shape[0], -1)
@@ -104,14 +129,7 @@ class GaussianMixture:
     def denoiser(self, path: DiagonalPath) -> Callable[..., Prediction]:
         """Exact ``model(chi_t, t, side="left") -> Prediction`` for this data under ``path``."""
         coords = self.in_coords(path)
-
-        def model(chi_t: Tensor, t: Tensor, side: str = "left") -> Prediction:
-            t = torch.as_tensor(t, device=chi_t.device, dtype=chi_t.dtype)
-            t = t.expand(chi_t.shape[0]) if t.ndim == 0 else t
-            c = path.schedule.marginal(t, side)
-            x_hat = coords.posterior_mean(chi_t, c.alpha, c.sigma)
-            return from_x0(chi_t, x_hat, c)
-        return model
+        return _denoiser(path, lambda chi_t, c: coords.posterior_mean(chi_t, c.alpha, c.sigma))
 
     def mean_cov(self) -> tuple[Tensor, Tensor]:
         """Mixture mean (d,) and covariance (d, d), float64."""
@@ -134,7 +152,8 @@ def _mixture_log_prob(x: Tensor, w: Tensor, mu: Tensor, cov: Tensor) -> Tensor:
 class DiagonalGaussian:
     """Gaussian data that is diagonal in a basis: x̄ = Uᵀx ~ N(m, diag v). Scales to any d.
 
-    Examples: stationary Gaussian random fields in the Fourier basis; any Gaussian in its PCA basis.
+    Examples: stationary Gaussian random fields in the Fourier basis (:class:`GaussianRandomField`);
+    any Gaussian in its PCA basis.
 
     Parameters
     ----------
@@ -153,13 +172,17 @@ class DiagonalGaussian:
         self.event_shape = tuple(basis.event_shape)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        eps = torch.randn((n, *self.event_shape), generator=generator, dtype=torch.float64)
-        return self.basis.from_coeffs((self.mean + self.var.sqrt() * eps).float())
+        """n exact samples x = U(m + √v ⊙ ε), ε ~ N(0, I), shape (n, *event_shape), float32."""
+        n = _positive_int(n, "the number of samples n")
+        eps = tensors.randn((n, *self.event_shape), generator, dtype=torch.float64)
+        return self.basis.from_coeffs((self.mean.to(eps) + self.var.to(eps).sqrt() * eps).float())
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log p(x), shape (B,) (U orthogonal: no Jacobian)."""
-        c = self.basis.to_coeffs(x).double()
-        lp = -0.5 * ((c - self.mean).square() / self.var + self.var.log() + _LOG2PI)
+        """Exact log p(x) = Σ_i log N(x̄_i; m_i, v_i), shape (B,), x (B, *event_shape) (U orthogonal: no
+        Jacobian). Computed in float64."""
+        c = self.basis.to_coeffs(x.double())
+        m, v = self.mean.to(c), self.var.to(c)
+        lp = -0.5 * ((c - m).square() / v + v.log() + _LOG2PI)
         return lp.flatten(1).sum(1)
 
     def denoiser(self, path: DiagonalPath) -> Callable[..., Prediction]:
@@ -170,14 +193,78 @@ class DiagonalGaussian:
             raise ValueError("this DiagonalGaussian is diagonal in its own basis, but the path uses a "
                              "different one: build the path with the same basis, or use GaussianMixture "
                              "with the full covariance U diag(var) Uᵀ")
-        s = torch.ones_like(self.var) if path.scale is None else path.scale.double()
+        s = torch.ones_like(self.var) if path.scale is None else path.scale.to(self.var)
         mu, v = self.mean / s, self.var / s.square()
 
-        def model(chi_t: Tensor, t: Tensor, side: str = "left") -> Prediction:
-            t = torch.as_tensor(t, device=chi_t.device, dtype=chi_t.dtype)
-            t = t.expand(chi_t.shape[0]) if t.ndim == 0 else t
-            c = path.schedule.marginal(t, side)
+        def x_hat(chi_t: Tensor, c: Marginal) -> Tensor:
             m, vv = mu.to(chi_t), v.to(chi_t)
-            x_hat = m + vv * c.alpha / (c.alpha.square() * vv + c.sigma.square()) * (chi_t - c.alpha * m)
-            return from_x0(chi_t, x_hat, c)
-        return model
+            return m + vv * c.alpha / (c.alpha.square() * vv + c.sigma.square()) * (chi_t - c.alpha * m)
+        return _denoiser(path, x_hat)
+
+
+# --------------------------------------------------------------------------- Gaussian random fields
+def _hw(size) -> tuple[int, int]:
+    """``size`` (int or (H, W)) as (H, W) of positive ints, or ValueError."""
+    pair = tuple(size) if isinstance(size, (tuple, list, torch.Size)) else (size, size)
+    if len(pair) != 2:
+        raise ValueError(f"size must be an int or a pair (H, W), got {size!r}")
+    return _positive_int(pair[0], f"size {size!r}: H"), _positive_int(pair[1], f"size {size!r}: W")
+
+
+def grf_spectrum(size, power: float = 2.0, *, k0: float = 1.0, sigma: float = 1 / 3,
+                 dtype=torch.float64) -> Tensor:
+    """Per-frequency variance S_k on the FFT grid, shape (H, W): S_k ∝ (|k|² + k0²)^(−power/2)
+    with integer wave numbers k (``fftfreq · n``), normalised so the pixel variance mean(S) = σ².
+
+    With the orthonormal DFT X = fft2(x, norm="ortho"), E|X_k|² = S_k and the field's covariance
+    is circulant: C = Fᴴ diag(S) F. S_k = S_{−k}.
+    """
+    if not (k0 > 0 and sigma > 0 and math.isfinite(k0) and math.isfinite(sigma)):
+        raise ValueError(f"k0 and sigma must be positive and finite (got k0={k0}, sigma={sigma})")
+    if not math.isfinite(power):
+        raise ValueError(f"power must be a finite number, got {power}")
+    H, W = _hw(size)
+    ky = torch.fft.fftfreq(H, dtype=dtype) * H
+    kx = torch.fft.fftfreq(W, dtype=dtype) * W
+    S = (ky[:, None] ** 2 + kx[None, :] ** 2 + k0**2) ** (-power / 2)
+    return S * (sigma**2 / S.mean())
+
+
+class GaussianRandomField(DiagonalGaussian):
+    """A stationary periodic Gaussian random field: zero-mean :class:`DiagonalGaussian` in the Fourier basis.
+
+    Per channel (channels independent), x = F⁻¹(√S ⊙ F w) with w white and S = :func:`grf_spectrum`, so
+    the covariance is circulant, C = Fᴴ diag(S) F. Since S_k = S_{−k}, the real Fourier (Hartley)
+    coefficients c = Re F x − Im F x of :class:`gdmkit.bases.Fourier` are independent with Var c_k = S_k:
+    the field is DiagonalGaussian(Fourier((C, H, W)), 0, S), with its exact ``log_prob`` and
+    ``denoiser(path)`` (exact E[χ | χ_t] under any path whose basis is ``self.basis``).
+
+    Parameters
+    ----------
+    size : int or (H, W)
+    channels : int
+        C, independent channels.
+    power, k0, sigma : float
+        The spectrum S_k ∝ (|k|² + k0²)^(−power/2) with pixel variance σ² (see :func:`grf_spectrum`).
+        Not clipped (clipping would break the exact density); with σ = 1/3 about 99.7 % of pixels lie in
+        [-1, 1].
+    """
+
+    def __init__(self, size, channels: int = 1, power: float = 2.0, k0: float = 1.0, sigma: float = 1 / 3):
+        H, W = _hw(size)
+        C = _positive_int(channels, "channels")
+        S = grf_spectrum((H, W), power, k0=k0, sigma=sigma)                 # (H, W)
+        basis = Fourier((C, H, W))
+        super().__init__(basis, torch.zeros(C, H, W, dtype=torch.float64), S.expand(C, H, W).contiguous())
+        self.spectrum, self.power, self.k0, self.sigma = S, float(power), float(k0), float(sigma)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n fields (n, C, H, W), float32: x = F⁻¹(√S ⊙ F w), w ~ N(0, I) drawn in pixel space (float64).
+
+        The law of DiagonalGaussian.sample (x = U(√v ⊙ ε) with ε = Uᵀw white), computed with the complex
+        FFT: these are the numbers data.gaussian_random_field has always drawn.
+        """
+        n = _positive_int(n, "the number of samples n")
+        w = tensors.randn((n, *self.event_shape), generator, dtype=torch.float64)
+        X = torch.fft.fft2(w, norm="ortho") * self.spectrum.to(w.device).sqrt()
+        return torch.fft.ifft2(X, norm="ortho").real.float()
