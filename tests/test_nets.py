@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 
 import pytest
 import torch
 
-from gdmkit.nets import MLP, UNet, count_parameters, sinusoidal_embedding, unet_preset
+from gdmkit import config
+from gdmkit.nets import MLP, UNet, count_parameters, make_net, sinusoidal_embedding, unet_preset
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -133,3 +136,59 @@ def test_unet_presets_and_unknown_name():
     assert paper(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.zeros(1)).shape == (1, 3, 8, 8)
     with pytest.raises(ValueError, match="laptop"):
         unet_preset("huge", 3, 32)
+
+
+# ------------------------------------------------------------------------------------- configs
+
+
+def _built(cfg: dict, seed: int) -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return config.from_config(cfg)
+
+
+def _nets_to_describe():
+    unet = dict(channels=2, image_size=8, base_channels=8, channel_mult=(1, 3), num_res_blocks=2,
+                attn_resolutions=(4,), dropout=0.25, state_channels=1, mid_attention=False, emb_scale=10.0)
+    yield "mlp", lambda: MLP(5, hidden=12, depth=3, emb_dim=6, emb_scale=2.0)
+    yield "unet", lambda: UNet(**unet)
+    yield "preset", lambda: unet_preset("laptop", 1, 16, dropout=0.1)
+    yield "make_net mlp", lambda: make_net("mlp", (2, 3), hidden=8, depth=1, emb_dim=4)
+    yield "make_net unet", lambda: make_net("smoke", (3, 8, 8))
+
+
+@pytest.mark.parametrize("name, build", list(_nets_to_describe()))
+def test_from_config_builds_the_same_architecture_and_initial_weights(name, build):
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        net = build()
+    cfg = net.to_config()
+    assert json.loads(json.dumps(cfg)) == cfg  # plain JSON, no tensors
+    again = _built(cfg, 3)
+    assert type(again) is type(net) and again.to_config() == cfg
+    a, b = net.state_dict(), again.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # same seed, same architecture: same initial weights
+    assert repr(again) == repr(net)  # dropout rates, attention heads, ... (what state_dict cannot see)
+
+
+def test_every_unet_argument_is_in_its_config():
+    params = set(inspect.signature(UNet.__init__).parameters) - {"self"}
+    assert set(unet_preset("smoke", 1, 8).to_config()) == params | {"type"}
+    assert set(MLP(2).to_config()) == set(inspect.signature(MLP.__init__).parameters) - {"self"} | {"type"}
+    base = UNet(1, 8, channel_mult=(1, 2)).to_config()
+    changed = {"channels": 2, "image_size": 16, "base_channels": 32, "channel_mult": [1, 1],
+               "num_res_blocks": 1, "attn_resolutions": [8], "dropout": 0.1, "state_channels": 2,
+               "mid_attention": False, "emb_scale": 1.0}
+    assert set(changed) == params
+    for key, value in changed.items():  # any argument changes the fingerprint
+        assert config.fingerprint({**base, key: value}) != config.fingerprint(base), key
+        assert _built({**base, key: value}, 0).to_config()[key] == value
+
+
+def test_net_from_config_rejects_unknown_arguments_and_other_types():
+    with pytest.raises(ValueError, match=r"unknown entries \['width'\]"):
+        config.from_config({**MLP(2).to_config(), "width": 3})
+    with pytest.raises(ValueError, match="of type 'MLP'"):
+        UNet.from_config(MLP(2).to_config())

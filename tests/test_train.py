@@ -21,18 +21,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 import gdmkit
-import gdmkit.train as gtrain
+import gdmkit.checkpoint as gckpt
+from gdmkit.checkpoint import load_checkpoint, load_ema, read_checkpoint_meta, save_checkpoint
 from gdmkit.nets import MLP
-from gdmkit.train import (
-    TrainConfig,
-    TrainingDiverged,
-    load_checkpoint,
-    load_ema,
-    lr_factor,
-    read_checkpoint_meta,
-    save_checkpoint,
-    train,
-)
+from gdmkit.train import TrainConfig, TrainingDiverged, lr_factor, train
 
 DATA = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
 
@@ -137,7 +129,7 @@ def test_checkpoint_atomic_safetensors_and_pickle_free(tmp_path, monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(gtrain, "save_file", half_written)
+    monkeypatch.setattr(gckpt, "save_file", half_written)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path, fresh, step=99)
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.json", "checkpoint.safetensors"]  # no temp file
@@ -207,6 +199,73 @@ def test_bad_inputs_raise_value_error(tmp_path):
     with pytest.warns(UserWarning, match="bf16, compile apply on CUDA only"):
         train(identity_loss, make_net(0), DATA, TrainConfig(steps=1, batch_size=4, bf16=True, compile=True),
               device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("field, value, kind", [("steps", "5000", "an int"), ("lr", "0.002", "a float"),
+                                               ("batch_size", 8.0, "an int"), ("bf16", "yes", "a bool"),
+                                               ("seed", True, "an int"), ("grad_clip", "1", "a float"),
+                                               ("lr_schedule", 1, "a str"), ("max_loss", None, "a float")])
+def test_config_fields_of_the_wrong_type_name_the_field_and_the_type(field, value, kind):
+    args = {"steps": 10, "batch_size": 4, field: value}
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be {kind}, got {type(value).__name__}"):
+        TrainConfig(**args)
+    if isinstance(value, str) and kind == "a float":  # the YAML pitfall is spelled out
+        with pytest.raises(ValueError, match="not a quoted string.*2.0e-4"):
+            TrainConfig(**args)
+
+
+def test_config_accepts_numbers_of_a_compatible_type_and_from_dict_inverts_to_dict():
+    import numpy as np
+
+    cfg = TrainConfig(steps=np.int64(10), batch_size=4, lr=1, betas=[0, 0.5], grad_clip=None)
+    assert type(cfg.steps) is int and type(cfg.lr) is float and cfg.lr == 1.0 and cfg.betas == (0.0, 0.5)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    full = TrainConfig(steps=7, batch_size=2, lr=3e-3, weight_decay=0.1, betas=(0.8, 0.9), grad_clip=2.0,
+                       ema_decay=0.5, warmup_steps=3, lr_schedule="linear", ckpt_every=5, log_every=2, seed=9,
+                       bf16=True, compile=True, channels_last=True, max_loss=10.0)
+    again = TrainConfig.from_dict(json.loads(json.dumps(full.to_dict())))
+    assert again == full and again.to_dict() == full.to_dict()
+    assert TrainConfig.from_dict({"steps": 5, "batch_size": 2}) == TrainConfig(5, 2)  # defaults fill in
+    with pytest.raises(ValueError, match=r"unknown fields \['stpes'\], missing fields \['steps'\]"):
+        TrainConfig.from_dict({"stpes": 5, "batch_size": 2})
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool])
+def test_integer_data_is_refused_with_what_to_do(dtype):
+    cfg = TrainConfig(steps=1, batch_size=4)
+    data = (DATA.abs() * 100).to(dtype)
+    with pytest.raises(ValueError, match=rf"{dtype}.*x\.float\(\).*gdmkit\.data\.dequantize"):
+        train(identity_loss, make_net(0), data, cfg, progress=False)
+    with pytest.raises(ValueError, match=rf"a batch of the data is a {dtype}"):
+        train(identity_loss, make_net(0), [data[:8]], cfg, progress=False)
+
+
+def test_float64_data_trains_the_float32_network_as_float32_data_would():
+    # the rule: batches are cast to the network's parameter dtype. DATA.double() holds DATA's values
+    # exactly, so the run is bit-identical to the float32 run (and the network stays float32).
+    cfg = TrainConfig(steps=3, batch_size=8, lr=1e-2)
+    seen = []
+
+    def loss(net, x, generator):
+        seen.append(x.dtype)
+        return identity_loss(net, x, generator)
+
+    a = train(loss, make_net(0), DATA.double(), cfg, progress=False)
+    b = train(identity_loss, make_net(0), DATA, cfg, progress=False)
+    assert set(seen) == {torch.float32} and a.net.mlp.out.weight.dtype == torch.float32
+    assert_bit_identical(params(a.net), params(b.net))
+
+
+def test_nan_in_the_data_is_reported_as_bad_data_not_divergence():
+    data = DATA.clone()
+    data[5, 1], data[9, 0], data[40, 3] = float("nan"), float("inf"), float("-inf")
+    cfg = TrainConfig(steps=2, batch_size=8)
+    with pytest.raises(ValueError, match=r"data contains NaN or inf in 3 of 64 rows \(the first is row 5\)"):
+        train(identity_loss, make_net(0), data, cfg, progress=False)
+    batches = [DATA[:8], data[:8]]  # an iterable: found when its NaN makes the loss non-finite (step 2)
+    with pytest.raises(ValueError, match=r"batch of step 2 contains NaN or inf in 1 of 8 rows") as info:
+        train(identity_loss, make_net(0), batches, cfg, progress=False)
+    assert not isinstance(info.value, TrainingDiverged) and "lower lr" not in str(info.value)
 
 
 def test_resume_with_a_different_config_raises_and_steps_may_grow(tmp_path):

@@ -16,12 +16,15 @@ works in pixel space.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import config
 
 __all__ = [
     "make_net",
@@ -68,11 +71,25 @@ def _summary_batch(summary: Tensor, batch: int) -> Tensor:
     return summary.reshape(-1).expand(batch)
 
 
+def _from_config(cls, cfg):
+    """``cls(**cfg without "type")``; ValueError for another type or unknown arguments."""
+    args = {k: v for k, v in cfg.items() if k != "type"}
+    if cfg.get("type") != cls.__name__:
+        raise ValueError(f"{cls.__name__}.from_config got a config of type {cfg.get('type')!r}; "
+                         "use gdmkit.config.from_config, which dispatches on 'type'.")
+    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    if set(args) - known:
+        raise ValueError(f"{cls.__name__} config has unknown entries {sorted(set(args) - known)}; "
+                         f"its arguments are {sorted(known)}.")
+    return cls(**args)
+
+
 def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters of ``net`` (only those with ``requires_grad`` if asked)."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
 
 
+@config.register
 class MLP(nn.Module):
     """MLP for low-dimensional data, conditioned on the noising state (GDM §3.1, GUD §4.5).
 
@@ -102,6 +119,7 @@ class MLP(nn.Module):
             if int(value) < 1:
                 raise ValueError(f"MLP: {name} must be a positive integer, got {value}; pass {name} >= 1.")
         self.dim, self.emb_dim, self.emb_scale = int(dim), int(emb_dim), float(emb_scale)
+        self.hidden, self.depth = int(hidden), int(depth)
         layers: list[nn.Module] = [nn.Linear(2 * self.dim + self.emb_dim, hidden), nn.SiLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]
@@ -109,6 +127,16 @@ class MLP(nn.Module):
         self.out = nn.Linear(hidden, self.dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    def to_config(self) -> dict:
+        """The constructor arguments: ``config.from_config`` builds the same architecture."""
+        return {"type": "MLP", "dim": self.dim, "hidden": self.hidden, "depth": self.depth,
+                "emb_dim": self.emb_dim, "emb_scale": self.emb_scale}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> MLP:
+        """Inverse of :meth:`to_config` (freshly initialised weights, drawn from the global RNG)."""
+        return _from_config(cls, cfg)
 
     def forward(self, x_t: Tensor, state: Tensor, summary: Tensor) -> Tensor:
         """x_t, state : (B, *event_shape) with d elements per example; summary : (B,) -> (B, *event_shape)."""
@@ -209,6 +237,7 @@ class _Up(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+@config.register
 class UNet(nn.Module):
     """DDPM/NCSN++-style U-Net conditioned on the noising state (GDM §3.1, App. B; GUD §4.5, App. B).
 
@@ -261,10 +290,13 @@ class UNet(nn.Module):
         self.state_channels = int(channels if state_channels is None else state_channels)
         self.image_size, self.levels = int(image_size), len(channel_mult)
         self.base_channels, self.emb_scale = int(base_channels), float(emb_scale)
+        self.channel_mult, self.num_res_blocks = [int(m) for m in channel_mult], int(num_res_blocks)
+        self.attn_resolutions = [int(r) for r in attn_resolutions]
+        self.dropout, self.mid_attention = float(dropout), bool(mid_attention)
         emb_ch = 4 * base_channels
         self.emb = nn.Sequential(nn.Linear(base_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
         self.conv_in = nn.Conv2d(self.channels + self.state_channels, base_channels, 3, padding=1)
-        attn = {int(r) for r in attn_resolutions}
+        attn = set(self.attn_resolutions)
         self.down, skips, ch, res = nn.ModuleList(), [base_channels], base_channels, int(image_size)
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
@@ -290,6 +322,19 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(ch, self.channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+
+    def to_config(self) -> dict:
+        """All constructor arguments: ``config.from_config`` builds the same architecture."""
+        return {"type": "UNet", "channels": self.channels, "image_size": self.image_size,
+                "base_channels": self.base_channels, "channel_mult": list(self.channel_mult),
+                "num_res_blocks": self.num_res_blocks, "attn_resolutions": list(self.attn_resolutions),
+                "dropout": self.dropout, "state_channels": self.state_channels,
+                "mid_attention": self.mid_attention, "emb_scale": self.emb_scale}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> UNet:
+        """Inverse of :meth:`to_config` (freshly initialised weights, drawn from the global RNG)."""
+        return _from_config(cls, cfg)
 
     def forward(self, x_t: Tensor, state: Tensor, summary: Tensor) -> Tensor:
         """x_t : (B, C, H, W); state : (B, state_channels, H, W); summary : (B,) -> (B, C, H, W)."""
