@@ -12,6 +12,8 @@ Modules (imports point down this list only):
 - :mod:`gdmkit.sampling` — Euler, Heun, Euler–Maruyama, encoding, NFE counting
 - :mod:`gdmkit.likelihood` — bits/dim through the probability-flow ODE
 - :mod:`gdmkit.data`, :mod:`gdmkit.metrics` — datasets and sample-quality / representation metrics
+- :mod:`gdmkit.companion` — the notebooks' harness (params, claims, reports, model cache); nothing
+  above imports it, so the library works without notebooks
 """
 from __future__ import annotations
 

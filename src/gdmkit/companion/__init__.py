@@ -1,0 +1,35 @@
+"""The companion's harness around the library: parameters, claims, report folders and a model cache.
+
+The library proper (:mod:`gdmkit.bases` … :mod:`gdmkit.likelihood`, :mod:`gdmkit.data`,
+:mod:`gdmkit.metrics`) works without notebooks and never imports this package; the notebooks and
+``scripts/run_notebook.py`` use it::
+
+    from gdmkit import companion
+
+    companion.setup_notebook(seed=seed, threads=threads)
+    report, claims = companion.Report(out_dir), companion.Claims()
+    run = companion.cached_train(path.loss_fn(), net, x_train, cfg, device=device)
+    claims.report("trained GDM learns the mixture", f"ED {ed:.2g} vs floor {floor:.2g}", ed < 2 * floor,
+                  values={"ed": ed, "floor": floor})
+
+- :mod:`~gdmkit.companion.params` — :data:`PROFILES`, :func:`repo_root`, :func:`load_params`,
+  :func:`profile_params` (checks types and keys of params.yaml), :func:`setup_notebook`
+- :mod:`~gdmkit.companion.claims` — :class:`Claims`, :class:`Claim`, :class:`ClaimFailed`,
+  :data:`INCONCLUSIVE`; no verdict rests on NaN or missing evidence
+- :mod:`~gdmkit.companion.report` — :class:`Report`: figures, tables, result sets, metrics, all
+  written atomically
+- :mod:`~gdmkit.companion.cache` — :func:`cached_train`, :func:`model_key`, :func:`history_frame`:
+  trained models keyed on configs
+"""
+from __future__ import annotations
+
+from .cache import cached_train, history_frame, key_hash, model_key
+from .claims import BAD_EVIDENCE, INCONCLUSIVE, Claim, ClaimFailed, Claims
+from .params import PROFILES, load_params, parameter_defaults, profile_params, repo_root, setup_notebook
+from .report import Report
+
+__all__ = [
+    "PROFILES", "repo_root", "load_params", "profile_params", "parameter_defaults", "setup_notebook",
+    "INCONCLUSIVE", "BAD_EVIDENCE", "Claim", "Claims", "ClaimFailed", "Report",
+    "cached_train", "model_key", "key_hash", "history_frame",
+]

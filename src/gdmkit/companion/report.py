@@ -1,0 +1,137 @@
+"""One notebook's output folder: figures (PNG), tables (CSV + Markdown), result sets (netCDF), metrics.
+
+Every file goes through :mod:`gdmkit.files`' atomic writers, so an interrupted run leaves the previous
+file or the new one, never half of one (DVC would otherwise commit a truncated PNG or CSV).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from .. import files
+from .claims import Claims, markdown
+from .params import repo_root
+
+__all__ = ["Report"]
+
+
+def _json_ready(v: Any, key: str) -> Any:
+    """``v`` as JSON values (tensors and numpy scalars unwrapped, floats to 6 significant digits).
+
+    Raises ValueError naming ``key`` (dotted for nested entries) when a number is NaN or infinite.
+    """
+    if isinstance(v, Tensor):
+        v = v.item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, Mapping):
+        return {str(k): _json_ready(x, f"{key}.{k}") for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_ready(x, f"{key}[{i}]") for i, x in enumerate(v)]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):  # numpy scalars
+        v = v.item()
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"metric {key} is {v}: metrics.json holds finite numbers only; find where "
+                             "the measurement became NaN or infinite (a diverged run, an empty set) and "
+                             "fix it, or leave the metric out")
+        return float(f"{v:.6g}")
+    return v
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class Report:
+    """One notebook's output folder: ``figures/`` (PNG), ``tables/`` (CSV + Markdown), ``data/``
+    (netCDF) and ``metrics.json``.
+
+    Parameters
+    ----------
+    out_dir : path or None
+        Relative paths are taken from the repository root (notebooks run with other working folders).
+        None: nothing is written (the methods still check their inputs).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike | None):
+        if out_dir is None or str(out_dir) == "":
+            self.root = None
+        else:
+            p = Path(out_dir)
+            self.root = p if p.is_absolute() else repo_root() / p
+        self._metrics: dict[str, Any] = {}
+
+    def _file(self, sub: str, name: str) -> Path | None:
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
+            raise ValueError(f"bad output name {name!r}: use a plain file stem like 'fig1a_process'")
+        return None if self.root is None else self.root / sub / name
+
+    def figure(self, fig, name: str, dpi: int = 110, show: bool = True) -> None:
+        """Save ``fig`` as figures/<name>.png (no timestamp in the file), show it once and close it.
+
+        Showing goes through ``IPython.display.display`` inside a kernel and the figure is closed
+        afterwards, so it appears exactly once whatever the inline backend does at the end of the cell
+        (nbval's kernel and nbclient's differ there, and nbval counts the outputs).
+        """
+        import matplotlib.pyplot as plt
+
+        f = self._file("figures", name)
+        if f is not None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+            files.write_bytes(f.with_suffix(".png"), buf.getvalue())
+        if show and _in_kernel():
+            from IPython.display import display
+
+            display(fig)
+        plt.close(fig)
+
+    def table(self, df, name: str, floatfmt: str = ".4g") -> None:
+        """Save a pandas DataFrame as tables/<name>.csv and tables/<name>.md."""
+        f = self._file("tables", name)
+        if f is None:
+            return
+        files.write_text(f.with_suffix(".csv"), df.to_csv(index=False, float_format="%.6g"))
+        files.write_text(f.with_suffix(".md"), markdown(df, floatfmt) + "\n")
+
+    def dataset(self, ds, name: str) -> None:
+        """Save an xarray Dataset (or DataArray) as data/<name>.nc (netCDF3 through scipy)."""
+        f = self._file("data", name)
+        if f is None:
+            return
+        if hasattr(ds, "to_dataset") and not hasattr(ds, "data_vars"):
+            ds = ds.to_dataset(name=ds.name or name)
+        files.atomic_write(f.with_suffix(".nc"),
+                           lambda tmp: ds.to_netcdf(tmp, engine="scipy", format="NETCDF3_64BIT"))
+
+    def metrics(self, **values) -> dict:
+        """Merge headline numbers into metrics.json (floats to 6 significant digits); return them all.
+
+        Raises ValueError naming the key when a value is NaN or infinite (nothing is merged then).
+        """
+        new = {k: _json_ready(v, k) for k, v in values.items()}
+        self._metrics.update(new)
+        if self.root is not None:
+            files.write_text(self.root / "metrics.json",
+                             json.dumps(self._metrics, indent=2, sort_keys=True) + "\n")
+        return dict(self._metrics)
+
+    def claims(self, claims: Claims, name: str = "claims") -> None:
+        """Save the claims table as tables/<name>.csv and .md.
+
+        Raises :class:`~gdmkit.companion.claims.ClaimFailed` (after saving the table, for the record)
+        when a claim rests on NaN or missing evidence.
+        """
+        self.table(claims.table(), name)
+        claims.raise_if_bad()
