@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from gdmkit import config
 from gdmkit import groupings as G
 from gdmkit import paths as P
 from gdmkit import schedules as S
@@ -302,13 +303,29 @@ def test_app_c1_one_euler_step_per_group_is_the_ar_sampler():
 
 
 def test_time_samplers():
+    """UniformTimes draws U(0, 1); DiscreteTimes(n) draws l/n, l ~ U{1..n}: the generator's own numbers."""
     t = P.uniform_times(1000, generator=_gen(1))
+    assert isinstance(P.uniform_times, P.UniformTimes)
     assert t.shape == (1000,) and bool(((t >= 0) & (t < 1)).all())
-    assert torch.equal(t, P.uniform_times(1000, generator=_gen(1)))
+    assert torch.equal(t, P.UniformTimes()(1000, generator=_gen(1)))
+    assert torch.equal(t, torch.rand(1000, generator=_gen(1)))                   # the generator's draws
     sample = P.discrete_times(4)
+    assert sample == P.DiscreteTimes(4)
     t = sample(400, generator=_gen(2))
     assert set(t.tolist()) == {0.25, 0.5, 0.75, 1.0}
-    assert torch.equal(t, sample(400, generator=_gen(2)))
+    torch.testing.assert_close(t, torch.randint(1, 5, (400,), generator=_gen(2)).float() / 4, rtol=0, atol=0)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="DiscreteTimes needs an integer n >= 1"):
+            P.DiscreteTimes(bad)
+
+
+def _loss_by_hand(path, net, x, generator, time_sampler, schedule_sampler=None):
+    """What a Loss must compute: schedule, then t, then z̄, all drawn in that order from ``generator``."""
+    if schedule_sampler is not None:
+        path = path.with_schedule(schedule_sampler(generator))
+    t = time_sampler(x.shape[0], generator=generator)
+    z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return path.loss(net, x, t, z)
 
 
 def test_loss_fn_is_reproducible_and_uses_the_schedule_sampler():
@@ -316,8 +333,11 @@ def test_loss_fn_is_reproducible_and_uses_the_schedule_sampler():
     net = RandomNet((1, 4, 4), seed=3)
     x = torch.randn(6, 1, 4, 4, generator=_gen(1), dtype=F64)
     fn = path.loss_fn()
+    assert isinstance(fn, P.Loss) and fn.path is path and fn.schedule_sampler is None
+    assert fn.time_sampler == P.UniformTimes()
     a, b, c = fn(net, x, _gen(7)), fn(net, x, _gen(7)), fn(net, x, _gen(8))
     assert a.shape == (6,) and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a, _loss_by_hand(path, net, x, _gen(7), P.uniform_times))
     drawn = []
 
     def sampler(generator):
@@ -328,6 +348,98 @@ def test_loss_fn_is_reproducible_and_uses_the_schedule_sampler():
     fn = path.loss_fn(schedule_sampler=sampler, time_sampler=P.discrete_times(3))
     out = fn(net, x, _gen(9))
     assert len(drawn) == 1 and out.shape == (6,) and bool(torch.isfinite(out).all())
+    assert torch.equal(out, _loss_by_hand(path, net, x, _gen(9), P.DiscreteTimes(3), sampler))
+    with pytest.raises(ValueError, match="the schedule_sampler .* has no to_config"):
+        fn.to_config()                                           # a plain function cannot be described
+    with pytest.raises(ValueError, match="time_sampler must be callable"):
+        P.Loss(path, time_sampler=3)
+    with pytest.raises(ValueError, match="Loss needs a paths.DiagonalPath"):
+        P.Loss(path.schedule)
+
+
+def _all_buffers(path: P.DiagonalPath) -> dict:
+    return {**{"basis." + k: v for k, v in path.basis.named_buffers()},
+            **{"schedule." + k: v for k, v in path.schedule.named_buffers()}}
+
+
+def test_to_returns_a_moved_copy_and_leaves_the_path_alone():
+    path = _vp_path(scale=True)
+    basis, sched = path.basis, path.schedule
+    before = {k: (v, v.clone()) for k, v in _all_buffers(path).items()}
+    moved = path.to("meta")
+    assert moved.basis is not basis and moved.schedule is not sched
+    assert all(b.device.type == "meta" for b in _all_buffers(moved).values())
+    assert moved.scale.device.type == "meta"
+    # the original keeps its own modules, the same buffer objects, on the CPU, with the same values
+    assert path.basis is basis and path.schedule is sched and path.scale.device.type == "cpu"
+    now = _all_buffers(path)
+    assert now.keys() == before.keys() and len(now) >= 2
+    for k, (obj, values) in before.items():
+        assert now[k] is obj and now[k].device.type == "cpu" and torch.equal(now[k], values), k
+    # a copy on the same device computes exactly what the original does
+    same = path.to("cpu")
+    assert same.basis is not basis
+    x = torch.randn(3, 5, generator=_gen(1), dtype=F64)
+    t = torch.tensor([0.2, 0.5, 0.9], dtype=F64)
+    assert torch.equal(same.to_chi(x), path.to_chi(x))
+    assert all(torch.equal(a, b) for a, b in zip(same.schedule.marginal(t), path.schedule.marginal(t)))
+    same.basis.to("meta")                                        # moving the copy in place later ...
+    assert path.basis.U.device.type == "cpu"                     # ... leaves the original alone
+
+
+def _rebuilt_equal(path: P.DiagonalPath) -> None:
+    cfg = path.to_config()
+    assert cfg["type"] == "DiagonalPath" and set(cfg) == {"type", "basis", "schedule", "scale", "target",
+                                                          "weighting"}
+    assert config.fingerprint(cfg["basis"]) == config.fingerprint(path.basis.to_config())   # nested
+    assert config.fingerprint(cfg["schedule"]) == config.fingerprint(path.schedule.to_config())
+    back = config.from_config(cfg)
+    assert isinstance(back, P.DiagonalPath) and back is not path
+    assert config.fingerprint(back.to_config()) == config.fingerprint(cfg)
+    x = torch.randn(3, *path.event_shape, generator=_gen(1), dtype=F64)
+    t = torch.tensor([0.1, 0.5, 0.8], dtype=F64)
+    assert torch.equal(back.to_chi(x), path.to_chi(x))
+    for a, b in zip(back.schedule.marginal(t), path.schedule.marginal(t)):
+        assert torch.equal(a, b)
+    assert (back.target, back.weighting) == (path.target, path.weighting)
+
+
+def test_path_config_round_trip_and_fingerprint():
+    for path in (_vp_path(scale=True, target="eps"), _dct_gdm_path(weighting="velocity"), _vp_path()):
+        _rebuilt_equal(path)
+    # two separately built equal paths share a fingerprint; any parameter changes it
+    fp = lambda p: config.fingerprint(p.to_config())
+    assert fp(_vp_path(scale=True)) == fp(_vp_path(scale=True))
+    base = _vp_path(scale=True)
+    variants = [_vp_path(), _vp_path(scale=True, target="x0"), _vp_path(scale=True, weighting="velocity"),
+                base.with_schedule(S.LinearGamma(torch.zeros(5), torch.zeros(5), a=0.8)),
+                P.DiagonalPath(Orthogonal.random(5, generator=_gen(4)), base.schedule, scale=base.scale),
+                P.DiagonalPath(base.basis, base.schedule, scale=base.scale * 1.01)]
+    assert len({fp(v) for v in variants} | {fp(base)}) == len(variants) + 1
+    with pytest.raises(ValueError, match="expects a config with type 'DiagonalPath'"):
+        P.DiagonalPath.from_config({"type": "Loss"})
+
+
+def test_loss_config_round_trip_computes_the_same_losses():
+    path = _dct_gdm_path()
+    net = RandomNet((1, 4, 4), seed=3)
+    x = torch.randn(6, 1, 4, 4, generator=_gen(1), dtype=F64)
+    samplers = [(None, P.UniformTimes()), (None, P.DiscreteTimes(5)),
+                (S.schedule_sampler(path.schedule.grouping, shuffle=True), P.uniform_times)]
+    for schedule_sampler, time_sampler in samplers:
+        loss = path.loss_fn(schedule_sampler=schedule_sampler, time_sampler=time_sampler)
+        cfg = loss.to_config()
+        assert cfg["type"] == "Loss" and set(cfg) == {"type", "path", "schedule_sampler", "time_sampler"}
+        assert cfg["time_sampler"] == time_sampler.to_config()
+        assert (cfg["schedule_sampler"] is None) == (schedule_sampler is None)
+        back = config.from_config(cfg)
+        assert isinstance(back, P.Loss) and back.time_sampler == time_sampler
+        assert config.fingerprint(back.to_config()) == config.fingerprint(cfg)
+        assert torch.equal(back(net, x, _gen(11)), loss(net, x, _gen(11)))
+    assert config.from_config(P.DiscreteTimes(7).to_config()) == P.DiscreteTimes(7)
+    fp = lambda obj: config.fingerprint(obj.to_config())
+    assert fp(P.DiscreteTimes(7)) != fp(P.DiscreteTimes(8))
+    assert fp(P.DiscreteTimes(7)) == fp(P.discrete_times(7))
 
 
 def test_path_rejects_bad_arguments():

@@ -17,6 +17,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from .paths import DiagonalPath
+from .tensors import randint, times_like
 
 __all__ = ["log_likelihood", "bits_per_dim", "data_bits_per_dim"]
 
@@ -41,7 +42,8 @@ def _divergence(v_fn, chi: Tensor, probes: Tensor | None) -> tuple[Tensor, Tenso
     return v.detach(), div.detach()
 
 
-def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str = "hutchinson", n_probes: int = 1,
+def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str = "hutchinson",
+                   n_probes: int = 1,
                    generator: torch.Generator | None = None, rtol: float = 1e-5, atol: float = 1e-5,
                    method: str = "dopri5") -> Tensor:
     """log p_0(χ_0) in χ coordinates, shape (B,), for ``model(chi, t, side) -> Prediction``.
@@ -61,8 +63,7 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
     probes = None
     if divergence == "hutchinson":
-        gdev = generator.device if generator is not None else chi0.device
-        r = torch.randint(0, 2, (n_probes, *chi0.shape), generator=generator, device=gdev)
+        r = randint(0, 2, (n_probes, *chi0.shape), generator, device=chi0.device)
         probes = (2.0 * r - 1.0).to(chi0)
     knots = [0.0] + sorted(path.schedule.breakpoints()) + [1.0]
     chi, delta = chi0.detach(), torch.zeros(chi0.shape[0], device=chi0.device, dtype=chi0.dtype)
@@ -72,7 +73,7 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
         def rhs(t: Tensor, state: tuple[Tensor, Tensor]):
             x = state[0]
             side = "right" if float(t) < mid else "left"
-            tv = torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
+            tv = times_like(float(t), x)
             v, div = _divergence(lambda y: model(y, tv, side=side).v, x, probes)
             return v, div
 
@@ -93,7 +94,8 @@ def bits_per_dim(log_px: Tensor, d: int, bins: int = 256, data_range: float = 2.
     return -log_px / (d * math.log(2)) + math.log2(bins / data_range)
 
 
-def data_bits_per_dim(model, x: Tensor, path: DiagonalPath, *, bins: int = 256, data_range: float = 2.0, **kwargs) -> Tensor:
+def data_bits_per_dim(model, x: Tensor, path: DiagonalPath, *, bins: int = 256, data_range: float = 2.0,
+                      **kwargs) -> Tensor:
     """Bits/dim of data-space x (B, *event_shape): encode, ODE likelihood, change of variables, bpd."""
     log_pchi = log_likelihood(model, path.to_chi(x), path, **kwargs)
     log_px = log_pchi - path.log_det_to_x()
