@@ -253,6 +253,32 @@ def test_pca_is_deterministic_and_needs_two_examples():
         PCA.fit(x[:1])
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_pca_refuses_non_finite_data_and_says_how_much(bad):
+    """A NaN in the data would make Σ, U and every coefficient NaN; the error counts them instead."""
+    x = _pca_data((1, 4, 4), n=20)
+    x[3, 0, 1, 2] = bad
+    x[7, 0, 0, 0] = bad
+    x[7, 0, 3, 3] = bad
+    with pytest.raises(ValueError, match=r"3 non-finite values \(NaN or inf\) in 2 of 20 examples; "
+                                         r"remove or impute"):
+        PCA.fit(x)
+    with pytest.raises(ValueError, match="1 non-finite values"):
+        PCA.fit(torch.tensor([[0.0, 1.0], [bad, 2.0], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match="eps .* must be positive and finite"):
+        PCA.fit(_pca_data((1, 4, 4), n=20), whiten=True, eps=bad)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_basis_parameters_are_rejected(bad):
+    with pytest.raises(ValueError, match="sigma must be positive and finite"):
+        GaussianBlur((1, 4, 4), sigma=bad)
+    U = torch.eye(3, dtype=torch.float64)
+    U[1, 2] = bad
+    with pytest.raises(ValueError, match="matrix has 1 non-finite entries"):
+        Orthogonal(U)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", NAMES)
 def test_labels_rank_is_a_permutation_per_channel(bases, name, shape):

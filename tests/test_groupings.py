@@ -113,6 +113,20 @@ def test_grouping_rejects_non_consecutive_labels_and_bad_masks():
         g.mask(1)
 
 
+def test_grouping_refuses_fractional_labels_instead_of_truncating():
+    """[0, 0.5, 1] used to become [0, 0, 1] silently; integer-valued floats are fine."""
+    with pytest.raises(ValueError, match=r"must be integers, got 1 non-integer labels such as \[0\.5\]"):
+        Grouping(torch.tensor([0.0, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="must be integers.*by_label"):
+        Grouping(torch.tensor([0.0, float("nan"), 1.0]))
+    g = Grouping(torch.tensor([[0.0, 1.0], [1.0, 2.0]]))
+    assert g.group.dtype == torch.int64 and g.group.tolist() == [[0, 1], [1, 2]]
+    with pytest.raises(ValueError, match="order must be integers"):
+        G.permute(G.cdm((1, 2, 2)), [1.5, 0.0])
+    with pytest.raises(ValueError, match="order must be integers"):
+        G.per_element((3,), order=[0.0, 2.0, 1.2])
+
+
 def test_blocks_row_major_and_order():
     g = G.blocks((1, 4, 6), 2)                                 # blocks of 2×3, numbered row-major
     expected = torch.tensor([[0, 0, 0, 1, 1, 1],
@@ -139,7 +153,7 @@ def test_blocks_bad_arguments():
         G.blocks(SHAPE, 5)
     with pytest.raises(ValueError, match="permutation of the 4 block numbers"):
         G.blocks(SHAPE, 2, order=[0, 1, 1, 2])
-    with pytest.raises(ValueError, match=r"image event shape \(C, H, W\)"):
+    with pytest.raises(ValueError, match=r"blocks expects shape=\(C, H, W\)"):
         G.blocks((6, 4), 2)
 
 
@@ -224,8 +238,10 @@ def test_permute_and_random_order():
     b = G.random_order(g, generator=_gen(11))
     assert torch.equal(a.group, b.group)
     # the same groups (as sets), only relabelled
-    assert sorted(tuple(s.tolist()) for s in a.index_sets()) == sorted(tuple(s.tolist()) for s in g.index_sets())
-    orders = {tuple(G.random_order(g, generator=_gen(s)).group[0, ::2, ::2].flatten().tolist()) for s in range(8)}
+    sets = lambda grouping: sorted(tuple(s.tolist()) for s in grouping.index_sets())
+    assert sets(a) == sets(g)
+    orders = {tuple(G.random_order(g, generator=_gen(s)).group[0, ::2, ::2].flatten().tolist())
+              for s in range(8)}
     assert len(orders) > 1, "different seeds should give different orders"
 
 

@@ -233,8 +233,10 @@ def test_groupwise_gamma():
     A = S.GroupwiseSchedule(G.per_element((3,)), IV3).A(t)
     torch.testing.assert_close(g, -5.0 + 11.0 * (1 - A))
     assert gw.breakpoints() == pytest.approx([0.2, 0.55])
-    assert torch.equal(gw.time_grid([1, 2, 1]), S.GroupwiseSchedule(G.per_element((3,)), IV3).time_grid([1, 2, 1]))
-    assert bool((gw.gamma(torch.tensor(0.0))[0] == -5).all()) and bool((gw.gamma(torch.tensor(1.0))[0] == 6).all())
+    plain = S.GroupwiseSchedule(G.per_element((3,)), IV3)
+    assert torch.equal(gw.time_grid([1, 2, 1]), plain.time_grid([1, 2, 1]))
+    assert bool((gw.gamma(torch.tensor(0.0))[0] == -5).all())
+    assert bool((gw.gamma(torch.tensor(1.0))[0] == 6).all())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -442,7 +444,8 @@ def test_ordering_fourier_ranges_equal_at_r0_and_r1():
     l0 = S.ordering_fourier(log_var, freq, 0.0)
     l1 = S.ordering_fourier(log_var, freq, 1.0)
     torch.testing.assert_close(l0, -log_var)
-    assert l1.min().item() == pytest.approx(l0.min().item()) and l1.max().item() == pytest.approx(l0.max().item())
+    assert l1.min().item() == pytest.approx(l0.min().item())
+    assert l1.max().item() == pytest.approx(l0.max().item())
     # l at r = 1 is an increasing affine function of |k|
     slope = (l1 - l1[0]) / (freq - freq[0]).clamp_min(1e-12)
     torch.testing.assert_close(slope[1:], slope[1:2].expand(4))
@@ -626,3 +629,182 @@ def test_haar_column_gamma_bad_arguments():
         S.HaarColumnGamma(lab["level"], lab["column"][..., :2], a=0.5, b=0.5)
     with pytest.raises(ValueError, match="must exceed gamma_min"):
         S.HaarColumnGamma(lab["level"], lab["column"], a=0.5, b=0.5, gamma_min=1.0, gamma_max=0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# one-sided γ′ at every kink of eq. 21 and eq. 22 (the kink times decide, not a rounded clip argument)
+# ------------------------------------------------------------------------------------------------
+
+def _dedup(pts, tol: float = 1e-9) -> list[float]:
+    out: list[float] = []
+    for p in sorted(pts):
+        if tol < p < 1 - tol and (not out or p - out[-1] > tol):  # t = 0, 1 are not kinks inside (0, 1)
+            out.append(p)
+    return out
+
+
+def _column_kinks_by_hand(L: int, b: float) -> list[float]:
+    """Eq. 21: column i ramps on [t_i, t_i + 1 − b], t_i = b (L − i)/(L − 1)."""
+    starts = [b * (L - i) / (L - 1) for i in range(1, L + 1)]
+    return _dedup(starts + [t + 1 - b for t in starts])
+
+
+def _check_one_sided_at_kinks(sched, kinks_by_hand: list[float]):
+    """At every breakpoint, γ′ from each side equals the one-sided finite difference of γ in float64,
+    with h below a quarter of the distance to the next kink (so t ± h stays on one linear piece)."""
+    pts = sched.breakpoints()
+    assert pts == pytest.approx(kinks_by_hand, abs=1e-12) and len(pts) == len(kinks_by_hand)
+    grid = [0.0] + pts + [1.0]
+    gaps = [min(grid[k + 1] - grid[k], grid[k + 2] - grid[k + 1]) for k in range(len(pts))]
+    t, h = _t(*pts), _t(*[min(1e-7, g / 4) for g in gaps])
+    g0 = sched.gamma(t)[0]
+    hb = h.reshape(-1, *([1] * (g0.dim() - 1)))
+    left_fd = (g0 - sched.gamma(t - h)[0]) / hb
+    right_fd = (sched.gamma(t + h)[0] - g0) / hb
+    left, right = sched.gamma(t, "left")[1], sched.gamma(t, "right")[1]
+    torch.testing.assert_close(left, left_fd, atol=1e-4, rtol=1e-6)
+    torch.testing.assert_close(right, right_fd, atol=1e-4, rtol=1e-6)
+    assert bool((left != right).flatten(1).any(1).all()), "every breakpoint is a kink of some component"
+
+
+@pytest.mark.parametrize("b", [0.3, 0.5, 0.9])
+@pytest.mark.parametrize("L", [5, 8, 32])
+def test_column_gamma_one_sided_derivatives_at_every_kink(L, b):
+    from gdmkit.bases import Pixel
+    sched = S.ColumnGamma(Pixel((1, L, L)).labels()["column"], b=b, gamma_min=-7, gamma_max=7)
+    _check_one_sided_at_kinks(sched, _column_kinks_by_hand(L, b))
+
+
+def _haar_kinks_by_hand(levels: int, W: int, a: float, b: float) -> list[float]:
+    """Eq. 22: level n (i = 𝒩 + 1 − n) with L = W/2ⁿ columns; column j ramps on
+    [c_i + (1 − a) c_ij, c_i + (1 − a)(c_ij + 1 − b)]."""
+    pts = []
+    for n in range(1, levels + 1):
+        i, L = levels + 1 - n, W >> n
+        c_i = a * (levels - i) / (levels - 1) if levels > 1 else 0.0
+        for j in range(1, L + 1):
+            c_ij = b * (L - j) / (L - 1) if L > 1 else 0.0
+            pts += [c_i + (1 - a) * c_ij, c_i + (1 - a) * (c_ij + 1 - b)]
+    return _dedup(pts)
+
+
+@pytest.mark.parametrize("b", [0.3, 0.5, 0.9])
+@pytest.mark.parametrize("a", [0.0, 0.4])
+@pytest.mark.parametrize("side,levels", [(16, 2), (40, 3), (64, 2)])   # finest L = 8, 20, 32
+def test_haar_column_gamma_one_sided_derivatives_at_every_kink(side, levels, a, b):
+    lab = Haar((1, side, side), levels).labels()
+    sched = S.HaarColumnGamma(lab["level"], lab["column"], a=a, b=b)
+    _check_one_sided_at_kinks(sched, _haar_kinks_by_hand(levels, side, a, b))
+
+
+def test_reported_column_gamma_kink_example():
+    """The reported case: at its own breakpoint t = 0.32499999999999996 the column with t_i = 0.225 has
+    reached γ_max (γ = 7 − 4e-15), so γ′ on (t, t + ε) is 0; on (t − ε, t) it is 14/(1 − 0.9) = 140."""
+    from gdmkit.bases import Pixel
+    sched = S.ColumnGamma(Pixel((1, 5, 5)).labels()["column"], b=0.9, gamma_min=-7, gamma_max=7)
+    t = _t(0.32499999999999996)
+    assert 0.32499999999999996 in sched.breakpoints()
+    col = (sched.t_i == 0.225).nonzero()[0].tolist()                      # column i = 4
+    g, right = sched.gamma(t, "right")
+    assert g[(0, *col)].item() == pytest.approx(7.0, abs=1e-13)
+    assert right[(0, *col)].item() == 0.0
+    assert sched.gamma(t, "left")[1][(0, *col)].item() == pytest.approx(140.0, rel=1e-12)
+
+
+def test_reported_haar_column_gamma_kink_example():
+    """The reported case: Haar((1, 16, 16), 2), a = 0, b = 0.3, at the breakpoint t = 0.742857… where the
+    finest-level column with c_ij = 0.3/7 reaches γ_max: slope 14/0.7 = 20 from the left, 0 from the right."""
+    lab = Haar((1, 16, 16), 2).labels()
+    sched = S.HaarColumnGamma(lab["level"], lab["column"], a=0.0, b=0.3)
+    t = [p for p in sched.breakpoints() if abs(p - 0.742857) < 1e-6]
+    assert t == [pytest.approx(0.3 / 7 + 0.7, abs=1e-15)]
+    sel = (lab["level"] == 1) & (lab["column"] == 6)                    # L − 1 − column = 1
+    for tk in (t[0], 0.7428571428571429):
+        left, right = sched.gamma(_t(tk), "left")[1][0][sel], sched.gamma(_t(tk), "right")[1][0][sel]
+        torch.testing.assert_close(left, torch.full_like(left, 14 / 0.7), atol=0, rtol=1e-12)
+        assert bool((right == 0).all())
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input: NaN / inf / non-integer labels are refused, never propagated
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("v", [float("nan"), float("inf")])
+def test_non_finite_intervals_raise(v):
+    with pytest.raises(ValueError, match=r"intervals of groups \[1\] are not finite"):
+        S.GroupwiseSchedule(G.cdm((1, 2, 2)), torch.tensor([[0.5, 1.0], [0.0, v]]))
+    with pytest.raises(ValueError, match="boundaries must be finite numbers"):
+        S.gdm_intervals([0.2, v])
+    with pytest.raises(ValueError, match="not finite"):
+        S.schedule_sampler(G.cdm((1, 2, 2)), intervals=torch.tensor([[v, 1.0], [0.0, 0.5]]))
+    with pytest.raises(ValueError, match="not finite"):
+        S.GroupwiseGamma(G.cdm((1, 2, 2)), torch.tensor([[v, 1.0], [0.0, 0.5]]))
+
+
+@pytest.mark.parametrize("v", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_schedule_parameters_raise(v):
+    col = torch.arange(4)
+    lab = Haar((1, 4, 4), levels=2).labels()
+    cases = [
+        ("a", lambda: S.LinearGamma(LOG_VAR, -LOG_VAR, a=v)),
+        ("gamma_denoise", lambda: S.LinearGamma(LOG_VAR, -LOG_VAR, a=1.0, gamma_denoise=v)),
+        ("gamma_noise", lambda: S.LinearGamma(LOG_VAR, -LOG_VAR, a=1.0, gamma_noise=v)),
+        ("power", lambda: S.LinearGamma(LOG_VAR, -LOG_VAR, a=1.0, power=v)),
+        ("b", lambda: S.ColumnGamma(col, b=v)),
+        ("gamma_min", lambda: S.ColumnGamma(col, b=0.5, gamma_min=v)),
+        ("gamma_max", lambda: S.ColumnGamma(col, b=0.5, gamma_max=v)),
+        ("a", lambda: S.HaarColumnGamma(lab["level"], lab["column"], a=v, b=0.5)),
+        ("b", lambda: S.HaarColumnGamma(lab["level"], lab["column"], a=0.5, b=v)),
+        ("gamma_max", lambda: S.HaarColumnGamma(lab["level"], lab["column"], a=0.5, b=0.5, gamma_max=v)),
+        ("gamma_min", lambda: S.GroupwiseGamma(G.per_element((3,)), gamma_min=v)),
+        ("gamma_max", lambda: S.GroupwiseGamma(G.per_element((3,)), gamma_max=v)),
+        ("power", lambda: S.time_reparam(_t(0.5), v)),
+    ]
+    for name, build in cases:
+        with pytest.raises(ValueError, match=f"{name} must be a finite number, got"):
+            build()
+    with pytest.raises(ValueError, match="sigma_min must"):
+        S.LinearGamma(LOG_VAR, -LOG_VAR, a=1.0, sigma_min=v)
+    bad = LOG_VAR.clone()
+    bad[2] = v
+    with pytest.raises(ValueError, match="log_var has 1 non-finite entries"):
+        S.LinearGamma(bad, -LOG_VAR, a=1.0)
+    with pytest.raises(ValueError, match="order has 1 non-finite entries"):
+        S.LinearGamma(LOG_VAR, bad, a=1.0)
+
+
+def test_fractional_schedule_labels_raise():
+    with pytest.raises(ValueError, match="column labels must be whole numbers"):
+        S.ColumnGamma(torch.tensor([0.0, 0.5, 1.0]), b=0.5)
+    lab = Haar((1, 4, 4), levels=2).labels()
+    with pytest.raises(ValueError, match="level labels must be whole numbers"):
+        S.HaarColumnGamma(lab["level"] * 0.5, lab["column"], a=0.5, b=0.5)
+    with pytest.raises(ValueError, match="column labels must be non-empty and >= 0"):
+        S.ColumnGamma(torch.tensor([-1, 0, 1]), b=0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# ScheduleSampler (GDM App. D)
+# ------------------------------------------------------------------------------------------------
+
+def test_schedule_sampler_draws_a_member_then_an_order():
+    """Each call draws i ~ U{0..n−1} (one randint) and, with shuffle, a permutation (one randperm) of
+    that member's groups, from the caller's generator: replicated here with plain torch calls."""
+    fam = [G.blocks((1, 4, 4), 2), G.right_to_left((1, 4, 4), 4), G.cdm((1, 4, 4))]
+    sampler = S.schedule_sampler(fam, shuffle=True)
+    assert isinstance(sampler, S.ScheduleSampler)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(12):
+        sched = sampler(g1)
+        i = int(torch.randint(len(fam), (1,), generator=g2))
+        order = torch.randperm(fam[i].k, generator=g2)
+        assert torch.equal(sched.grouping.group, G.permute(fam[i], order).group)
+        assert torch.equal(sched.intervals, S.uniform_intervals(fam[i].k))
+    plain = S.schedule_sampler(fam[0])
+    assert torch.equal(plain(torch.Generator().manual_seed(0)).grouping.group, fam[0].group)
+    with pytest.raises(ValueError, match="at least one grouping"):
+        S.schedule_sampler([])
+    with pytest.raises(ValueError, match="share one event shape"):
+        S.schedule_sampler([G.cdm((1, 4, 4)), G.cdm((1, 2, 2))])
+    with pytest.raises(ValueError, match=r"shape \(k, 2\) = \(2, 2\)"):
+        S.schedule_sampler([G.cdm((1, 4, 4))], intervals=S.uniform_intervals(3))

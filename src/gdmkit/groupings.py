@@ -5,7 +5,8 @@ generation order**: group 0 is generated first (it is noised last, in the latest
 k − 1 last. GDM writes the partition as {S_j}; its S_1 of §4.3 (the lowest frequencies) is our group 0.
 
 Components are indexed like the coefficients of a basis: a tensor of the event shape, e.g. (C, H, W).
-Image groupings assign all channels of a pixel (or coefficient) to the same group.
+Image groupings assign all channels of a pixel (or coefficient) to the same group. A grouping's
+``to_config()`` holds its label tensor (:mod:`gdmkit.config`).
 """
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from . import config, tensors
+
 __all__ = [
     "Grouping", "from_index_sets", "single", "per_element", "blocks", "bottom_to_top", "right_to_left",
     "cdm", "cdm_inv", "frequency_bands", "by_label", "permute", "random_order", "make_grouping",
 ]
 
 
+@config.register
 @dataclass(frozen=True)
 class Grouping:
     """Group index of every component, 0 = generated first.
@@ -28,14 +32,21 @@ class Grouping:
     Attributes
     ----------
     group : Tensor, shape event_shape, int64
-        ``group[i]`` is the group of component i; the values are exactly 0 .. k − 1.
+        ``group[i]`` is the group of component i; the values are exactly 0 .. k − 1. Integer-valued
+        floats are accepted and converted; other floats (0.5) are refused, never truncated.
     """
 
     group: Tensor
 
     def __post_init__(self):
-        g = self.group
-        if g.dtype != torch.int64:
+        g = torch.as_tensor(self.group)
+        if g.is_floating_point():
+            bad = g[~torch.isfinite(g) | (g != g.round())]
+            if bad.numel():
+                raise ValueError(f"group labels must be integers, got {bad.numel()} non-integer labels such "
+                                 f"as {bad[:5].tolist()}: number the groups 0..k-1 in generation order, or "
+                                 "group a real-valued label with gdmkit.groupings.by_label(label, edges)")
+        if g is not self.group or g.dtype != torch.int64:
             object.__setattr__(self, "group", g.to(torch.int64))
         neg = torch.unique(self.group[self.group < 0])
         if neg.numel():
@@ -61,16 +72,37 @@ class Grouping:
     def mask(self, j: int) -> Tensor:
         """Boolean mask of group ``j``, shape event_shape."""
         if not 0 <= j < self.k:
-            raise ValueError(f"group {j} does not exist: this grouping has k = {self.k} groups (0..{self.k - 1})")
+            raise ValueError(f"group {j} does not exist: this grouping has k = {self.k} groups "
+                             f"(0..{self.k - 1})")
         return self.group == j
 
     def sizes(self) -> list[int]:
         return torch.bincount(self.group.flatten(), minlength=self.k).tolist()
 
+    def to_config(self) -> dict:
+        """``{"type": "Grouping", "group": <int64 labels, shape event_shape>}`` (:mod:`gdmkit.config`)."""
+        return {"type": "Grouping", "group": self.group.detach().to("cpu", copy=True)}
+
+    @classmethod
+    def from_config(cls, cfg) -> "Grouping":
+        """The grouping a :meth:`to_config` described."""
+        if cfg.get("type") != "Grouping":
+            raise ValueError(f"Grouping.from_config got a config of type {cfg.get('type')!r}; "
+                             "use gdmkit.config.from_config(cfg), which picks the class")
+        return cls(torch.as_tensor(cfg["group"]))
+
     def index_sets(self) -> list[Tensor]:
         """Flat component indices of each group, in generation order."""
         flat = self.group.flatten()
         return [torch.nonzero(flat == j).flatten() for j in range(self.k)]
+
+
+def _indices(values, what: str) -> Tensor:
+    """``values`` as int64, refusing floats that are not whole numbers (never truncating them)."""
+    v = torch.as_tensor(values)
+    if v.is_floating_point() and bool((~torch.isfinite(v) | (v != v.round())).any()):
+        raise ValueError(f"{what} must be integers, got {v.flatten()[:10].tolist()}; pass whole numbers")
+    return v.to(torch.int64)
 
 
 def from_index_sets(event_shape: Sequence[int], sets: Sequence[Sequence[int]]) -> Grouping:
@@ -82,7 +114,7 @@ def from_index_sets(event_shape: Sequence[int], sets: Sequence[Sequence[int]]) -
     d = int(torch.tensor(event_shape).prod())
     group = torch.full((d,), -1, dtype=torch.int64)
     for j, s in enumerate(sets):
-        idx = torch.as_tensor(list(s), dtype=torch.int64)
+        idx = _indices(list(s), f"group {j}'s indices")
         bad = idx[(idx < 0) | (idx >= d)]
         if bad.numel():
             raise ValueError(f"group {j} has indices outside 0..{d - 1}: {bad[:10].tolist()}; "
@@ -103,15 +135,9 @@ def from_index_sets(event_shape: Sequence[int], sets: Sequence[Sequence[int]]) -
     return Grouping(group.reshape(tuple(event_shape)))
 
 
-def _image_shape(event_shape: Sequence[int], what: str) -> tuple[int, int, int]:
-    if len(event_shape) != 3:
-        raise ValueError(f"{what} needs an image event shape (C, H, W), got {tuple(event_shape)}")
-    return tuple(int(s) for s in event_shape)  # type: ignore[return-value]
-
-
 def _spatial(event_shape, grid: Tensor) -> Grouping:
     """Broadcast an (H, W) group map over channels."""
-    c, h, w = _image_shape(event_shape, "this grouping")
+    c, h, w = tensors.image_shape(event_shape, "this grouping")
     return by_label(grid.expand(c, h, w).clone())
 
 
@@ -126,27 +152,29 @@ def per_element(event_shape: Sequence[int], order: Sequence[int] | Tensor | None
     ``order`` lists the flat component indices in generation order (default: 0, 1, ..., d − 1).
     """
     d = int(torch.tensor(event_shape).prod())
-    order = torch.arange(d) if order is None else torch.as_tensor(order, dtype=torch.int64)
+    order = torch.arange(d) if order is None else _indices(order, "order")
     return from_index_sets(event_shape, [[int(i)] for i in order])
 
 
-def blocks(event_shape: Sequence[int], per_side: int, order: Sequence[int] | Tensor | None = None) -> Grouping:
+def blocks(event_shape: Sequence[int], per_side: int,
+           order: Sequence[int] | Tensor | None = None) -> Grouping:
     """Block-wise grouping (GDM Fig. 1b, Fig. 5): the image cut into per_side × per_side blocks.
 
     Blocks are numbered row-major; ``order`` gives the block numbers in generation order (default
     row-major). k = per_side². When per_side does not divide a side, block sides differ by at most one
     pixel (row r belongs to block row ⌊r·per_side/H⌋), e.g. 11 + 11 + 10 for 32 pixels in 3 blocks.
     """
-    _, h, w = _image_shape(event_shape, "blocks")
+    _, h, w = tensors.image_shape(event_shape, "blocks")
     if not 1 <= per_side <= min(h, w):
         raise ValueError(f"per_side must be between 1 and min(H, W) = {min(h, w)}, got {per_side}")
     rows = (torch.arange(h) * per_side) // h
     cols = (torch.arange(w) * per_side) // w
     block_id = rows[:, None] * per_side + cols[None, :]
     k = per_side * per_side
-    order = torch.arange(k) if order is None else torch.as_tensor(order, dtype=torch.int64)
+    order = torch.arange(k) if order is None else _indices(order, "order")
     if sorted(order.tolist()) != list(range(k)):
-        raise ValueError(f"order must be a permutation of the {k} block numbers 0..{k - 1}, got {order.tolist()}")
+        raise ValueError(f"order must be a permutation of the {k} block numbers 0..{k - 1}, "
+                         f"got {order.tolist()}")
     rank = torch.empty(k, dtype=torch.int64)
     rank[order] = torch.arange(k)
     return _spatial(event_shape, rank[block_id])
@@ -154,7 +182,7 @@ def blocks(event_shape: Sequence[int], per_side: int, order: Sequence[int] | Ten
 
 def bottom_to_top(event_shape: Sequence[int], k: int = 2) -> Grouping:
     """k horizontal strips, the bottom one generated first (GDM Table 1, 'Bottom→Top')."""
-    _, h, _ = _image_shape(event_shape, "bottom_to_top")
+    _, h, _ = tensors.image_shape(event_shape, "bottom_to_top")
     if not 1 <= k <= h:
         raise ValueError(f"k must be between 1 and H = {h}, got {k}")
     strip = (torch.arange(h) * k) // h              # 0 = top strip
@@ -164,7 +192,7 @@ def bottom_to_top(event_shape: Sequence[int], k: int = 2) -> Grouping:
 
 def right_to_left(event_shape: Sequence[int], k: int = 2) -> Grouping:
     """k vertical strips, the right one generated first (GDM Table 1, Fig. 11, 'Right→Left')."""
-    _, h, w = _image_shape(event_shape, "right_to_left")
+    _, h, w = tensors.image_shape(event_shape, "right_to_left")
     if not 1 <= k <= w:
         raise ValueError(f"k must be between 1 and W = {w}, got {k}")
     strip = (torch.arange(w) * k) // w              # 0 = left strip
@@ -178,7 +206,7 @@ def cdm(event_shape: Sequence[int]) -> Grouping:
     Group 0 is the 2× subsampled grid (even rows and even columns, no low-pass filter), group 1 the
     remaining pixels.
     """
-    _, h, w = _image_shape(event_shape, "cdm")
+    _, h, w = tensors.image_shape(event_shape, "cdm")
     even = (torch.arange(h)[:, None] % 2 == 0) & (torch.arange(w)[None, :] % 2 == 0)
     return _spatial(event_shape, (~even).long())
 
@@ -223,7 +251,7 @@ def frequency_bands(rank: Tensor, starts: Sequence[int]) -> Grouping:
 
 def permute(grouping: Grouping, order: Sequence[int] | Tensor) -> Grouping:
     """Reorder the groups: ``order[m]`` is the old group generated m-th."""
-    order = torch.as_tensor(order, dtype=torch.int64)
+    order = _indices(order, "order")
     k = grouping.k
     if sorted(order.tolist()) != list(range(k)):
         raise ValueError(f"order must be a permutation of 0..{k - 1}, got {order.tolist()}")
