@@ -254,3 +254,18 @@ def test_a_tensor_missing_from_the_table_or_altered_metadata_is_refused(run, tmp
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_trained(tmp_path / "nowhere")
+
+
+def test_a_header_length_whose_first_byte_is_0x80_is_not_taken_for_a_pickle(tmp_path):
+    # safetensors starts with the header length (u64, little endian): 128 + 256 m begins with the byte
+    # 0x80 that also opens a pickle; such checkpoints (1 in 256) must load.
+    net = MLP(2, hidden=4, depth=1, emb_dim=4)
+    for pad in range(300):
+        f = save_checkpoint(tmp_path / f"c{pad}.safetensors", net, step=1, extra={"pad": "x" * pad})
+        if f.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length starting with 0x80")
+    fresh = MLP(2, hidden=4, depth=1, emb_dim=4)
+    assert load_checkpoint(f, fresh)["step"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), fresh.state_dict().values()))

@@ -199,10 +199,13 @@ def _read_header(path: Path) -> tuple[dict, dict | None, set[str]]:
         raise FileNotFoundError(f"no checkpoint at {path}; pass a run's ckpt_dir or a .safetensors file.")
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or n > 100_000_000:
+        head = f.read(9)  # the header length (u64, little endian), then the header's JSON "{"
+        n = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
+        # Decide from the JSON brace, not the first byte: a header length of 128 + 256 m starts
+        # with 0x80 like a pickle does.
+        if len(head) == 9 and (head[8:9] != b"{" or n > 100_000_000):
             raise _not_safetensors(path, head)
+        f.seek(8)
         raw = f.read(n) if n >= 0 else b""
     if n < 0 or len(raw) < n:
         raise CheckpointError(f"checkpoint {path} is truncated ({size} bytes, shorter than its own header "
