@@ -262,8 +262,7 @@ def permute(grouping: Grouping, order: Sequence[int] | Tensor) -> Grouping:
 
 def random_order(grouping: Grouping, generator: torch.Generator | None = None) -> Grouping:
     """The same groups in a random generation order (GDM Fig. 5, App. D order-agnostic training)."""
-    device = generator.device if generator is not None else "cpu"
-    return permute(grouping, torch.randperm(grouping.k, generator=generator, device=device).cpu())
+    return permute(grouping, tensors.randperm(grouping.k, generator, device="cpu"))
 
 
 _FACTORIES = {

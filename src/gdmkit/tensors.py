@@ -1,7 +1,7 @@
 """The small tensor idioms every module shares: one of each.
 
 - :func:`bcast` — per-example times (B,) viewed against per-component coefficients (B, *event_shape);
-- :func:`randn`, :func:`rand`, :func:`randint` — draws on the generator's own device (a CPU generator
+- :func:`randn`, :func:`rand`, :func:`randint`, :func:`randperm` — draws on the generator's own device (a CPU generator
   also serves CUDA data), then moved to where the data lives, so the same seed gives the same numbers
   wherever the computation runs;
 - :func:`image_shape` — validation of a per-example image shape (C, H, W).
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["bcast", "times_like", "randn", "rand", "randint", "image_shape"]
+__all__ = ["bcast", "times_like", "randn", "rand", "randint", "randperm", "image_shape"]
 
 
 def bcast(t: Tensor | float, ndim: int) -> Tensor:
@@ -60,6 +60,12 @@ def randint(low: int, high: int, shape: Sequence[int], generator: torch.Generato
     """Integers in [low, high) of ``shape`` drawn on the generator's device, returned on ``device``."""
     i = torch.randint(low, high, tuple(shape), generator=generator, device=_draw_device(generator, device))
     return i.to(device) if device is not None else i
+
+
+def randperm(n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """A random permutation of 0..n-1 drawn on the generator's device, returned on ``device``."""
+    p = torch.randperm(int(n), generator=generator, device=_draw_device(generator, device))
+    return p.to(device) if device is not None else p
 
 
 def image_shape(shape: Sequence[int], what: str) -> tuple[int, int, int]:
