@@ -290,3 +290,20 @@ def test_the_library_never_imports_the_companion():
             "print(sorted(n for n in sys.modules if n.startswith('gdmkit.companion')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_headline_is_flat_short_and_finite(tmp_path):
+    import json as _json
+
+    from gdmkit import companion
+
+    report = companion.Report(tmp_path)
+    out = report.headline(ed_trained=0.00042137, prop33_ratio=4.8e-7, metric="FD_classifier")
+    assert out == {"ed_trained": 0.0004214, "prop33_ratio": 4.8e-7, "metric": "FD_classifier"}
+    assert _json.loads((tmp_path / "headline.json").read_text()) == out
+    with pytest.raises(ValueError, match="at most 6"):
+        report.headline(**{f"k{i}": 1.0 for i in range(7)})
+    with pytest.raises(ValueError, match="one number"):
+        report.headline(table={"a": 1.0})
+    with pytest.raises(ValueError, match="bad_value"):
+        report.headline(bad_value=float("nan"))

@@ -23,6 +23,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO
 from pathlib import Path
 
 import torch
@@ -358,7 +359,7 @@ class _Loop:
 
 def train(loss_fn: Callable[[nn.Module, Tensor, torch.Generator], Tensor], net: nn.Module,
           data: Tensor | Iterable, cfg: TrainConfig, ckpt_dir: str | os.PathLike | None = None, *,
-          device: torch.device | str | None = None, progress: bool = True,
+          device: torch.device | str | None = None, progress: bool | IO[str] = True,
           callback: Callable[[int, float, nn.Module, nn.Module], None] | None = None) -> TrainResult:
     """Train ``net`` to minimise ``loss_fn(net, x, generator).mean()``; resume from ``ckpt_dir``.
 
@@ -386,8 +387,9 @@ def train(loss_fn: Callable[[nn.Module, Tensor, torch.Generator], Tensor], net: 
         ``compile`` and ``channels_last``, else ValueError. A finished run is returned untrained.
     device : torch.device or str, optional
         Default: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU.
-    progress : bool
-        Show a tqdm bar (rank 0 only).
+    progress : bool or text stream
+        Show a tqdm bar (rank 0 only): True on stderr, or on the stream given (e.g. ``sys.__stderr__``,
+        the terminal behind a notebook kernel).
     callback : callable, optional
         ``callback(step, loss, net, ema)`` after every completed step, on every rank.
 
@@ -420,10 +422,12 @@ def train(loss_fn: Callable[[nn.Module, Tensor, torch.Generator], Tensor], net: 
             dist.destroy_process_group()
 
 
-def _run(loop: _Loop, callback, progress: bool) -> None:
+def _run(loop: _Loop, callback, progress) -> None:
     cfg = loop.cfg
     devices = [loop.device.index] if loop.cuda else []
-    bar = tqdm(total=cfg.steps, initial=loop.step, disable=not progress or loop.d.rank != 0, desc="train")
+    stream = None if isinstance(progress, bool) else progress
+    bar = tqdm(total=cfg.steps, initial=loop.step, disable=not progress or loop.d.rank != 0, desc="train",
+               file=stream, mininterval=1.0 if stream is not None else 0.1)
     try:
         with torch.random.fork_rng(devices=devices):
             for step in range(loop.step + 1, cfg.steps + 1):

@@ -150,7 +150,7 @@ def _move_aside(run_dir: Path) -> Path:
 
 def cached_train(loss, net: nn.Module, data: Tensor, cfg, *,
                  cache_dir: str | os.PathLike | None = "data/cache/models", device=None,
-                 progress: bool = False):
+                 progress=None):
     """:func:`gdmkit.train.train` behind a content-addressed cache of the finished run.
 
     The run lives in ``cache_dir/<key hash>/`` (a gdmkit checkpoint plus ``key.json``, see
@@ -171,8 +171,10 @@ def cached_train(loss, net: nn.Module, data: Tensor, cfg, *,
         Relative paths are taken from the repository root; None trains without the cache.
     device : torch.device or str, optional
         Passed to :func:`gdmkit.train.train`.
-    progress : bool
-        Show train's progress bar.
+    progress : bool, text stream or None
+        Train's progress bar. None (default): on the terminal behind the notebook kernel
+        (``sys.__stderr__``) when the notebook runner set ``GDMKIT_PROGRESS=1``, else off — so a bar
+        never lands in a notebook's outputs.
 
     Returns
     -------
@@ -185,6 +187,8 @@ def cached_train(loss, net: nn.Module, data: Tensor, cfg, *,
     ValueError
         When ``loss`` or ``net`` has no ``to_config()`` (the key could not see what they compute).
     """
+    if progress is None:
+        progress = sys.__stderr__ if os.environ.get("GDMKIT_PROGRESS") == "1" else False
     key = model_key(loss, net, data, cfg)  # refuses objects without to_config, cached or not
     if cache_dir is None:
         result = train(loss, net, data, cfg, None, device=device, progress=progress)

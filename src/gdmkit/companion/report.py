@@ -19,7 +19,9 @@ from .. import files
 from .claims import Claims, markdown
 from .params import repo_root
 
-__all__ = ["Report"]
+__all__ = ["Report", "MAX_HEADLINE"]
+
+MAX_HEADLINE = 6  # headline numbers per section (dvc metrics show)
 
 
 def _json_ready(v: Any, key: str) -> Any:
@@ -55,7 +57,7 @@ def _in_kernel() -> bool:
 
 class Report:
     """One notebook's output folder: ``figures/`` (PNG), ``tables/`` (CSV + Markdown), ``data/``
-    (netCDF) and ``metrics.json``.
+    (netCDF), ``metrics.json`` (every number) and ``headline.json`` (the few that dvc metrics shows).
 
     Parameters
     ----------
@@ -126,6 +128,29 @@ class Report:
             files.write_text(self.root / "metrics.json",
                              json.dumps(self._metrics, indent=2, sort_keys=True) + "\n")
         return dict(self._metrics)
+
+    def headline(self, **values) -> dict:
+        """Write the section's few headline numbers to ``headline.json`` (what ``dvc metrics`` shows).
+
+        Flat and short so that ``dvc metrics show`` / ``dvc metrics diff --all`` stay readable in a
+        terminal: at most :data:`MAX_HEADLINE` keys of at most 32 characters, each a finite number (or
+        a short string); the full set of numbers goes to :meth:`metrics`. Floats keep 4 significant
+        digits. Raises ValueError naming the key otherwise.
+        """
+        if len(values) > MAX_HEADLINE:
+            raise ValueError(f"{len(values)} headline numbers, at most {MAX_HEADLINE}: keep the section's key "
+                             "results here and put the rest in report.metrics(...)")
+        out = {}
+        for k, v in values.items():
+            if len(k) > 32:
+                raise ValueError(f"headline key {k!r} is longer than 32 characters; shorten it")
+            v = _json_ready(v, k)
+            if isinstance(v, (dict, list)) or (isinstance(v, str) and len(v) > 32):
+                raise ValueError(f"headline {k} must be one number or a short string, got {v!r:.80}")
+            out[k] = float(f"{v:.4g}") if isinstance(v, float) else v
+        if self.root is not None:
+            files.write_text(self.root / "headline.json", json.dumps(out, indent=2) + "\n")
+        return out
 
     def claims(self, claims: Claims, name: str = "claims") -> None:
         """Save the claims table as tables/<name>.csv and .md.
