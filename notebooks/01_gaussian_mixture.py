@@ -34,13 +34,16 @@
 # budget and are stated plainly, whatever the verdict.
 # 1. GDM with k = 2 generates x₁ during [0.5, 1] while x₂ stays at its latent, then x₂ during [0, 0.5]
 #    while x₁ stays fixed (eq. 10: A′ = 0 outside a group's interval) — asserted, oracle and trained.
-# 2. The exact-oracle sampler reproduces the data (energy distance within 2× the data-vs-data floor) — asserted.
+# 2. The exact-oracle sampler reproduces the data (energy distance within 2× the data-vs-data floor)
+#    — asserted.
 # 3. The trained models learn the mixture, not only its first two moments (closer to the data than the
 #    moment-matched Gaussian), and GDM is about as good as the scalar baseline — reported.
 # 4. Prop. 3.3: for t > t_end of x₂'s group, the optimal denoiser's ∂x̂/∂(x_t)₂ = 0 — asserted for the
-#    oracle (zero up to float64 round-off); the trained network's is small relative to ∂x̂/∂(x_t)₁ — reported.
-# 5. Fig. 1c: varying the latent of the group generated last (z₂) changes only x₂ — asserted for the oracle,
-#    reported for the trained GDM, and contrasted with the scalar baseline, where it moves both coordinates.
+#    oracle (zero up to float64 round-off); the trained network's is small relative to ∂x̂/∂(x_t)₁
+#    — reported.
+# 5. Fig. 1c: varying the latent of the group generated last (z₂) changes only x₂ — asserted for the
+#    oracle, reported for the trained GDM, and contrasted with the scalar baseline, where it moves both
+#    coordinates.
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | laptop | paper (params.yaml); the defaults here are the smoke profile
@@ -68,12 +71,12 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from gdmkit import bases, data, groupings, metrics, nets, oracles, paths, plotting, results, sampling, schedules
+from gdmkit import (bases, companion, data, groupings, metrics, nets, oracles, paths, plotting, sampling,
+                    schedules)
 from gdmkit.train import TrainConfig
 
-results.setup_notebook(seed=seed, threads=threads)
-report = results.Report(out_dir)
-claims = results.Claims()
+companion.setup_notebook(seed=seed, threads=threads)
+report, claims = companion.Report(out_dir), companion.Claims()
 
 # %% [markdown]
 # ## Data, oracle and the two schedules
@@ -81,8 +84,13 @@ claims = results.Claims()
 # The data is a well-separated 2-D mixture; its exact posterior mean E[x | x_t] under any diagonal path
 # is `gdmkit.oracles.GaussianMixture`. Both models are rectified flows x_t = A(t) x + (I − A(t)) z
 # (eq. 6) trained with the unweighted loss of eq. 8; the network sees x_t and A(t) (eq. 7).
-# - scalar baseline: one group, A(t) = (1 − t) I;
-# - GDM: two groups in generation order S₁ = {x₁} with interval [0.5, 1] and S₂ = {x₂} with [0, 0.5] (eq. 10).
+# - `"scalar"`, the baseline: one group, A(t) = (1 − t) I;
+# - `"gdm"`: two groups in generation order S₁ = {x₁} with interval [0.5, 1] and S₂ = {x₂} with
+#   [0, 0.5] (eq. 10).
+#
+# Everything below is keyed by the schedule (`"scalar"`, `"gdm"`) and, for a denoiser, by
+# `(kind, schedule)` with kind `"trained"` or `"oracle"`; the display names (`NAMES`, `LABELS`) only
+# label tables and figures.
 
 # %%
 oracle = data.mixture_preset(mixture)  # an oracles.GaussianMixture: exact samples, density and E[x | x_t]
@@ -91,109 +99,132 @@ x_ref = oracle.sample(n_eval, torch.Generator().manual_seed(seed + 1))  # held-o
 
 basis = bases.Pixel((2,))
 gdm_paths = {
-    "scalar (k=1)": paths.DiagonalPath(basis, schedules.GroupwiseSchedule(groupings.single((2,)))),
-    "GDM x1→x2 (k=2)": paths.DiagonalPath(basis, schedules.GroupwiseSchedule(groupings.per_element((2,)))),
+    "scalar": paths.DiagonalPath(basis, schedules.GroupwiseSchedule(groupings.single((2,)))),
+    "gdm": paths.DiagonalPath(basis, schedules.GroupwiseSchedule(groupings.per_element((2,)))),
 }
-SCALAR, GDM = list(gdm_paths)
-for name, path in gdm_paths.items():
+NAMES = {"scalar": "scalar (k=1)", "gdm": "GDM x1→x2 (k=2)"}
+KINDS = ("trained", "oracle")
+LABELS = {(kind, s): f"{kind} {NAMES[s]}" for kind in KINDS for s in gdm_paths}
+for s, path in gdm_paths.items():
     iv = path.schedule.intervals.tolist()
-    print(f"{name}: intervals [t_start, t_end] per group in generation order: {iv}")
+    print(f"{NAMES[s]}: intervals [t_start, t_end] per group in generation order: {iv}")
 
 # %% [markdown]
 # ## Training (cached)
 #
-# Both MLPs start from the same initial weights. `results.cached_train` keys the finished run by the
-# initial weights, the data, the config, the path and the library source, so re-running the notebook
-# to redraw a figure loads the weights instead of training again.
+# Both MLPs start from the same initial weights. `companion.cached_train` keys the finished run on
+# configs — the loss (path, schedule and time samplers), the network and its initial weights, the data,
+# the `TrainConfig` and the library source — so re-running the notebook to redraw a figure loads the
+# weights instead of training again. The figure shows the training loss of each schedule (the mean over
+# each logging window, log scale).
 
 # %%
 cfg = TrainConfig(steps=train_steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                   log_every=max(1, train_steps // 50), seed=seed)
 trained, history = {}, []
-for name, path in gdm_paths.items():
-    torch.manual_seed(seed)
+for s, path in gdm_paths.items():
+    torch.manual_seed(seed)  # the same initial weights for both schedules
     net = nets.MLP(2, hidden, depth, emb_dim)
-    run = results.cached_train(path.loss_fn(), net, x_train, cfg, device=device,
-                               description=results.describe_path(path, time_sampler="uniform"))
-    trained[name] = run.ema.cpu().eval()
-    history.append(results.history_frame(run.history, model=name))
+    run = companion.cached_train(path.loss_fn(), net, x_train, cfg, device=device)
+    trained[s] = run.ema.cpu().eval()
+    history.append(companion.history_frame(run.history, schedule=s, model=NAMES[s]))
 history = pd.concat(history)
 report.figure(plotting.loss_curves(history), "loss")
 
 # %% [markdown]
 # ## Fig. 1a: the generative processes side by side
 #
-# The same latents χ₁ ~ N(0, I) are integrated from t = 1 to 0 with Euler, N_j steps per group.
-# With the scalar schedule both coordinates move together; GDM first generates x₁ (x₂ stays at its
-# latent), then x₂ with x₁ fixed.
+# The same latents χ₁ ~ N(0, I) are integrated from t = 1 to 0 with Euler, N_j steps per group (the
+# scalar schedule gets k × N_j steps on one interval, the same NFE), by each trained network and by the
+# exact oracle; `sampling.trajectory_recorder` keeps the state x_t at the start of every step.
 
 # %%
-k = {name: path.schedule.grouping.k for name, path in gdm_paths.items()}
-grids = {name: path.schedule.time_grid([steps_per_group * 2 // k[name]] * k[name]) for name, path in gdm_paths.items()}
-latents = gdm_paths[GDM].prior_sample(n_eval, generator=torch.Generator().manual_seed(seed + 2))
-models = {f"trained {name}": (gdm_paths[name], gdm_paths[name].denoiser(trained[name])) for name in gdm_paths}
-models.update({f"oracle {name}": (path, oracle.denoiser(path)) for name, path in gdm_paths.items()})
+k = {s: path.schedule.grouping.k for s, path in gdm_paths.items()}
+grids = {s: path.schedule.time_grid([steps_per_group * 2 // k[s]] * k[s]) for s, path in gdm_paths.items()}
+latents = gdm_paths["gdm"].prior_sample(n_eval, generator=torch.Generator().manual_seed(seed + 2))
+denoisers = {("trained", s): gdm_paths[s].denoiser(trained[s]) for s in gdm_paths}
+denoisers.update({("oracle", s): oracle.denoiser(path) for s, path in gdm_paths.items()})
 
-samples, frames = {}, {}
-for label, (path, model) in models.items():
-    name = label.split(" ", 1)[1]
-    rec, fr = sampling.trajectory_recorder(path)
-    samples[label] = path.to_x(sampling.euler(model, latents, grids[name], callback=rec))
-    frames[label] = fr
+samples, frames = {}, {}  # keyed by (kind, schedule)
+for (kind, s), model in denoisers.items():
+    record, frames[kind, s] = sampling.trajectory_recorder(gdm_paths[s])
+    samples[kind, s] = gdm_paths[s].to_x(sampling.euler(model, latents, grids[s], callback=record))
 
+# %% [markdown]
+# Each row of the figure is one model, each column the samples x_t at one time, from noise (t = 1) to
+# data (t = 0): the trained scalar baseline, the trained GDM and the oracle GDM. With the scalar schedule
+# both coordinates move together; GDM first generates x₁ (by t = 0.5 the points sit in vertical bands at
+# the mixture's x₁ values while x₂ is still its latent), then x₂ with x₁ fixed.
+
+# %%
 times = [1.0, 0.75, 0.5, 0.25, 0.0]
-rows = {label: plotting.snapshots(frames[label], samples[label], times)
-        for label in [f"trained {SCALAR}", f"trained {GDM}", f"oracle {GDM}"]}
+shown = [("trained", "scalar"), ("trained", "gdm"), ("oracle", "gdm")]
+rows = {LABELS[m]: plotting.snapshots(frames[m], samples[m], times) for m in shown}
 report.figure(plotting.scatter_process(rows), "fig1a_process")
 
+# %% [markdown]
+# Claim 1 reads the recorded trajectories with `sampling.groupwise_freezing`: bitwise, x₂ (group 2)
+# keeps its latent at every recorded t ≥ 0.5, and x₁ (group 1) equals its final value at every t ≤ 0.5.
+
 # %%
-# Claim 1: x2 keeps its latent value while x1 is generated, and x1 is frozen while x2 is generated.
-for label in [f"trained {GDM}", f"oracle {GDM}"]:
-    mid = dict((round(t, 6), x) for t, x, _ in frames[label])[0.5]  # state at t = 0.5
-    x2_frozen = torch.equal(mid[:, 1], latents[:, 1])
-    x1_frozen = torch.equal(samples[label][:, 0], mid[:, 0])
-    claims.check(f"{label}: x2 stays at its latent on [0.5, 1] and x1 stays fixed on [0, 0.5] (eq. 10)",
-                 f"bitwise equal: x2 {x2_frozen}, x1 {x1_frozen}", x2_frozen and x1_frozen)
-    print(f"{label}: x2 unchanged while x1 is generated: {x2_frozen}; x1 unchanged while x2 is generated: {x1_frozen}")
+for kind in KINDS:
+    fc = sampling.groupwise_freezing(gdm_paths["gdm"], frames[kind, "gdm"], latents, samples[kind, "gdm"])
+    x2_kept, x1_frozen = fc.keeps_latent[1], fc.frozen_after[0]
+    claims.check(f"{LABELS[kind, 'gdm']}: x2 stays at its latent on [0.5, 1] and x1 stays fixed on "
+                 "[0, 0.5] (eq. 10)",
+                 f"bitwise equal: x2 {x2_kept}, x1 {x1_frozen}", x2_kept and x1_frozen,
+                 values={"x2_keeps_latent": x2_kept, "x1_frozen_after": x1_frozen})
 
 # %% [markdown]
 # ## Samples against the data
 #
-# Energy distance (V-statistic) to held-out data; the floor is the distance between independent data
-# sets of the same size, and the moment-matched Gaussian is what a model that learned only the mean and
-# covariance would give.
+# Energy distance (V-statistic) and sliced W₂ to held-out data; the floor is the mean energy distance
+# between independent data sets of the same size, and the moment-matched Gaussian is what a model that
+# learned only the mean and covariance would give.
 
 # %%
-floor = torch.tensor([metrics.energy_distance(oracle.sample(n_eval, torch.Generator().manual_seed(seed + 10 + r)), x_ref)
-                      for r in range(n_floor)])
+floor_sets = [oracle.sample(n_eval, torch.Generator().manual_seed(seed + 10 + r)) for r in range(n_floor)]
+floor = torch.tensor([metrics.energy_distance(x, x_ref) for x in floor_sets])  # data vs data
+f = float(floor.mean())
 mean, cov = oracle.mean_cov()
-gauss = oracles.GaussianMixture(torch.ones(1), mean[None], cov[None]).sample(n_eval, torch.Generator().manual_seed(seed + 3))
-sets = {"data (floor)": None, **samples, "moment-matched Gaussian": gauss}
-dist = pd.DataFrame([{"samples": k, "energy_distance": float(floor.mean()) if v is None else metrics.energy_distance(v, x_ref),
-                      "sliced_W2": None if v is None else metrics.sliced_wasserstein(v, x_ref, generator=torch.Generator().manual_seed(0))}
-                     for k, v in sets.items()])
-dist["ratio_to_floor"] = dist["energy_distance"] / float(floor.mean())
+gauss = oracles.GaussianMixture(torch.ones(1), mean[None], cov[None]).sample(
+    n_eval, torch.Generator().manual_seed(seed + 3))
+sets = {**samples, "gaussian": gauss}  # (kind, schedule) keys, then the moment-matched Gaussian
+SET_LABELS = {"floor": "data (floor)", **LABELS, "gaussian": "moment-matched Gaussian"}
+ed, sw2 = {"floor": f}, {"floor": None}
+for key, x in sets.items():
+    ed[key] = metrics.energy_distance(x, x_ref)
+    sw2[key] = metrics.sliced_wasserstein(x, x_ref, generator=torch.Generator().manual_seed(0))
+dist = pd.DataFrame([{"samples": SET_LABELS[key], "energy_distance": ed[key], "sliced_W2": sw2[key]}
+                     for key in ed])
+dist["ratio_to_floor"] = dist["energy_distance"] / f
 report.table(dist, "sample_distance")
-report.figure(plotting.scatter_panels({"data": x_ref, **{k: samples[k] for k in [f"trained {SCALAR}", f"trained {GDM}", f"oracle {GDM}"]}}),
-              "samples")
+
+# %% [markdown]
+# The panels show the held-out data next to the final samples (t = 0) of the trained scalar baseline,
+# the trained GDM and the oracle GDM, on the same axes.
+
+# %%
+report.figure(plotting.scatter_panels({"data": x_ref, **{LABELS[m]: samples[m] for m in shown}}), "samples")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 print(dist.to_string(index=False, float_format="%.4g"))
 
 # %%
-ed = dict(zip(dist["samples"], dist["energy_distance"]))
-f = float(floor.mean())
-for name in gdm_paths:
-    claims.check(f"the exact-oracle sampler ({name}) reproduces the data",
-                 f"ED {ed[f'oracle {name}']:.2g} vs floor {f:.2g} (limit 2× floor)", ed[f"oracle {name}"] <= 2 * f)
-for name in gdm_paths:
-    claims.report(f"trained {name} learns the mixture beyond its mean and covariance",
-                  f"ED {ed[f'trained {name}']:.2g} vs moment-matched Gaussian {ed['moment-matched Gaussian']:.2g}",
-                  ed[f"trained {name}"] < ed["moment-matched Gaussian"])
+for s in gdm_paths:
+    claims.check(f"the exact-oracle sampler ({NAMES[s]}) reproduces the data",
+                 f"ED {ed['oracle', s]:.2g} vs floor {f:.2g} (limit 2× floor)", ed["oracle", s] <= 2 * f,
+                 values={"ed_oracle": ed["oracle", s], "ed_floor": f})
+for s in gdm_paths:
+    claims.report(f"trained {NAMES[s]} learns the mixture beyond its mean and covariance",
+                  f"ED {ed['trained', s]:.2g} vs moment-matched Gaussian {ed['gaussian']:.2g}",
+                  ed["trained", s] < ed["gaussian"],
+                  values={"ed_trained": ed["trained", s], "ed_gaussian": ed["gaussian"]})
 claims.report("GDM (k=2) samples about as well as the scalar baseline (within 2×)",
-              f"ED {ed[f'trained {GDM}']:.2g} vs {ed[f'trained {SCALAR}']:.2g}",
-              ed[f"trained {GDM}"] <= 2 * ed[f"trained {SCALAR}"])
+              f"ED {ed['trained', 'gdm']:.2g} vs {ed['trained', 'scalar']:.2g}",
+              ed["trained", "gdm"] <= 2 * ed["trained", "scalar"],
+              values={"ed_trained_gdm": ed["trained", "gdm"], "ed_trained_scalar": ed["trained", "scalar"]})
 
 # %% [markdown]
 # ## Prop. 3.3: the denoiser ignores the group not yet generated
@@ -201,31 +232,46 @@ claims.report("GDM (k=2) samples about as well as the scalar baseline (within 2�
 # For t > 0.5 = t_end of x₂'s group, (x_t)₂ is pure noise, independent of x, so the optimal denoiser
 # x̂ = E[x | x_t] does not depend on it. We take x_t from the forward process at t ∈ {0.6, 0.75, 0.9}
 # and compute the Jacobian ∂x̂/∂x_t by autograd: the oracle in float64, the trained MLPs in float32.
+# `jac[m, a, out, in]` is the mean over examples of |∂x̂_out/∂(x_t)_in| for model m at time t_probe[a].
 
 # %%
 t_probe = [0.6, 0.75, 0.9]
 x0 = x_ref[:n_jacobian].double()
 z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed + 4), dtype=torch.float64)
-jac_models = {f"oracle {GDM}": (gdm_paths[GDM], oracle.denoiser(gdm_paths[GDM]), torch.float64),
-              f"trained {GDM}": (gdm_paths[GDM], gdm_paths[GDM].denoiser(trained[GDM]), torch.float32),
-              f"trained {SCALAR}": (gdm_paths[SCALAR], gdm_paths[SCALAR].denoiser(trained[SCALAR]), torch.float32)}
-jac = torch.zeros(len(jac_models), len(t_probe), 2, 2, dtype=torch.float64)  # mean |∂x̂_out/∂(x_t)_in|
-for m, (label, (path, model, dtype)) in enumerate(jac_models.items()):
+jac_dtypes = {("oracle", "gdm"): torch.float64, ("trained", "gdm"): torch.float32,
+              ("trained", "scalar"): torch.float32}
+jac = torch.zeros(len(jac_dtypes), len(t_probe), 2, 2, dtype=torch.float64)  # (model, t, out, in)
+for m, ((kind, s), dtype) in enumerate(jac_dtypes.items()):
     for a, t in enumerate(t_probe):
-        chi_t = path.noise(x0, torch.full((len(x0),), t, dtype=torch.float64), z).to(dtype).requires_grad_(True)
-        x_hat = model(chi_t, torch.full((len(x0),), t, dtype=dtype)).x_hat
-        for out in range(2):
-            (g,) = torch.autograd.grad(x_hat[:, out].sum(), chi_t, retain_graph=True)  # rows of per-example Jacobians
+        t_full = torch.full((len(x0),), t, dtype=torch.float64)
+        chi_t = gdm_paths[s].noise(x0, t_full, z).to(dtype).requires_grad_(True)
+        x_hat = denoisers[kind, s](chi_t, torch.full((len(x0),), t, dtype=dtype)).x_hat
+        for out in range(2):  # one row of the per-example Jacobians at a time
+            (g,) = torch.autograd.grad(x_hat[:, out].sum(), chi_t, retain_graph=True)
             jac[m, a, out] = g.abs().double().mean(0)
+
+# %%
 jac_da = xr.DataArray(jac.numpy(), dims=("model", "t", "output", "input"),
-                      coords={"model": list(jac_models), "t": t_probe, "output": ["x1_hat", "x2_hat"], "input": ["x1_t", "x2_t"]},
-                      name="mean_abs_jacobian", attrs={"statistic": "mean over examples of |d x_hat_out / d (x_t)_in|"})
+                      coords={"model": [LABELS[m] for m in jac_dtypes], "t": t_probe,
+                              "output": ["x1_hat", "x2_hat"], "input": ["x1_t", "x2_t"]},
+                      name="mean_abs_jacobian",
+                      attrs={"statistic": "mean over examples of |d x_hat_out / d (x_t)_in|"})
 report.dataset(jac_da, "jacobian")
-ratio = jac_da.sel(input="x2_t").max("output") / jac_da.sel(input="x1_t").max("output")
+ratio = jac_da.sel(input="x2_t").max("output") / jac_da.sel(input="x1_t").max("output")  # (model, t)
 jac_table = ratio.to_dataframe(name="ratio").reset_index()
 report.table(jac_table, "prop33_jacobian")
-report.figure(plotting.bar_panel(jac_table.assign(ratio=jac_table["ratio"].clip(lower=1e-18)), x="t", y="ratio", hue="model",
-                                 logy=True, title="max_out mean|∂x̂/∂(x_t)₂| / max_out mean|∂x̂/∂(x_t)₁|"),
+prop33 = dict(zip(jac_dtypes, ratio.max("t").values.tolist()))  # (kind, schedule) -> max over t
+
+# %% [markdown]
+# The bars give, per probe time t and model, the ratio of the largest mean |∂x̂/∂(x_t)₂| to the largest
+# mean |∂x̂/∂(x_t)₁| (log scale, clipped at 1e-18 so that an exact zero stays visible). The oracle GDM
+# sits at float64 round-off; a ratio near 1 (the scalar baseline) means both inputs matter equally.
+
+# %%
+jac_bars = jac_table.assign(ratio=jac_table["ratio"].clip(lower=1e-18))
+report.figure(plotting.bar_panel(jac_bars, x="t", y="ratio", hue="model", logy=True,
+                                 title="max_out mean|∂x̂/∂(x_t)₂| / max_out mean|∂x̂/∂(x_t)₁|",
+                                 xlabel="probe time t", ylabel="ratio (x₂ input / x₁ input)"),
               "prop33_jacobian")
 
 # %%
@@ -233,52 +279,59 @@ report.figure(plotting.bar_panel(jac_table.assign(ratio=jac_table["ratio"].clip(
 print(jac_table.to_string(index=False, float_format="%.3g"))
 
 # %%
-r = ratio.max("t")
-oracle_max = float(r.sel(model=f"oracle {GDM}"))
 claims.check("Prop. 3.3, oracle: ∂x̂/∂(x_t)_2 = 0 for t > t_end of x2's group",
-             f"max ratio to ∂x̂/∂(x_t)_1 over t ∈ {t_probe}: {oracle_max:.1e} (limit 1e-10, float64 round-off)", oracle_max <= 1e-10)
+             f"max ratio to ∂x̂/∂(x_t)_1 over t ∈ {t_probe}: {prop33['oracle', 'gdm']:.1e} "
+             "(limit 1e-10, float64 round-off)", prop33["oracle", "gdm"] <= 1e-10,
+             values={"prop33_ratio_oracle": prop33["oracle", "gdm"]})
 claims.report("Prop. 3.3, trained GDM: ∂x̂/∂(x_t)_2 small next to ∂x̂/∂(x_t)_1 (ratio < 0.1)",
-              f"max ratio {float(r.sel(model=f'trained {GDM}')):.2g}; scalar baseline (no such structure): "
-              f"{float(r.sel(model=f'trained {SCALAR}')):.2g}", float(r.sel(model=f"trained {GDM}")) < 0.1)
-print(f"oracle: max |∂x̂/∂(x_t)_2| / |∂x̂/∂(x_t)_1| ≤ 1e-10: {oracle_max <= 1e-10}")
+              f"max ratio {prop33['trained', 'gdm']:.2g}; scalar baseline (no such structure): "
+              f"{prop33['trained', 'scalar']:.2g}", prop33["trained", "gdm"] < 0.1,
+              values={"prop33_ratio_trained_gdm": prop33["trained", "gdm"],
+                      "prop33_ratio_trained_scalar": prop33["trained", "scalar"]})
 
 # %% [markdown]
 # ## Fig. 1c: varying one latent group
 #
 # Decode latents z = (z₁, z₂) with the ODE, then resample one group of the latent and decode again.
 # Varying z₂ (the group generated last) should change only x₂; varying z₁ changes x₁ and, through
-# p(x₂ | x₁), possibly x₂ too (on this mixture x₂ depends on x₁).
+# p(x₂ | x₁), possibly x₂ too (on this mixture x₂ depends on x₁). `metrics.group_locality` gives the
+# mean |Δ| of the varied coordinate and of the other one; their ratio is 0 for a perfectly local change.
 
 # %%
 gen = torch.Generator().manual_seed(seed + 5)
 z_base = torch.randn(n_locality, 2, generator=gen)
 z_new = torch.randn(n_locality, 2, generator=gen)
-loc_models = {k: models[k] for k in [f"oracle {GDM}", f"trained {GDM}", f"oracle {SCALAR}", f"trained {SCALAR}"]}
-rows = []
-for label, (path, model) in loc_models.items():
-    grid = grids[label.split(" ", 1)[1]]
-    x_base = path.to_x(sampling.euler(model, z_base, grid))
+loc_models = [("oracle", "gdm"), ("trained", "gdm"), ("oracle", "scalar"), ("trained", "scalar")]
+loc = {}  # (kind, schedule, varied group g) -> metrics.Locality
+for kind, s in loc_models:
+    x_base = gdm_paths[s].to_x(sampling.euler(denoisers[kind, s], z_base, grids[s]))
     for g in range(2):
         z_pert = z_base.clone()
         z_pert[:, g] = z_new[:, g]
-        x_pert = path.to_x(sampling.euler(model, z_pert, grid))
-        loc = metrics.group_locality(x_base, x_pert, torch.arange(2) == g)
-        rows.append({"model": label, "varied": f"z{g + 1}", "mean|Δ own coordinate|": loc.inside,
-                     "mean|Δ other coordinate|": loc.outside, "ratio": loc.ratio})
-locality = pd.DataFrame(rows)
+        x_pert = gdm_paths[s].to_x(sampling.euler(denoisers[kind, s], z_pert, grids[s]))
+        loc[kind, s, g] = metrics.group_locality(x_base, x_pert, torch.arange(2) == g)
+locality = pd.DataFrame([{"model": LABELS[kind, s], "varied": f"z{g + 1}",
+                          "mean|Δ own coordinate|": lc.inside, "mean|Δ other coordinate|": lc.outside,
+                          "ratio": lc.ratio} for (kind, s, g), lc in loc.items()])
 report.table(locality, "locality")
 
-# Fig. 1c: a few base latents, z2 (red) or z1 (blue) swept over [-2, 2]
+# %% [markdown]
+# The figure takes six of these base latents and sweeps one group over [−2, 2] (9 values), the other
+# fixed: each line joins the decoded points of one base latent, red as z₂ varies, blue as z₁ varies.
+# For GDM the red lines are vertical (only x₂ moves); for the scalar schedule they bend through both
+# coordinates.
+
+# %%
 sweep = torch.linspace(-2, 2, 9)
 z_few = z_base[:6]
 panels = {}
-for label, (path, model) in loc_models.items():
-    grid = grids[label.split(" ", 1)[1]]
-    panels[label] = {}
-    for g, col in [(1, "vary z2"), (0, "vary z1")]:
-        zz = z_few[:, None, :].repeat(1, len(sweep), 1)
+for kind, s in loc_models:
+    panels[LABELS[kind, s]] = {}
+    for g, variation in [(1, "vary z2"), (0, "vary z1")]:
+        zz = z_few[:, None, :].repeat(1, len(sweep), 1)  # (6, 9, 2)
         zz[:, :, g] = sweep
-        panels[label][col] = path.to_x(sampling.euler(model, zz.reshape(-1, 2), grid)).reshape(len(z_few), len(sweep), 2)
+        x = gdm_paths[s].to_x(sampling.euler(denoisers[kind, s], zz.reshape(-1, 2), grids[s]))
+        panels[LABELS[kind, s]][variation] = x.reshape(len(z_few), len(sweep), 2)
 report.figure(plotting.latent_variation_2d(panels), "fig1c_latent_variation")
 
 # %%
@@ -286,15 +339,19 @@ report.figure(plotting.latent_variation_2d(panels), "fig1c_latent_variation")
 print(locality.to_string(index=False, float_format="%.3g"))
 
 # %%
-loc_ratio = {(r["model"], r["varied"]): r["ratio"] for r in rows}
+fig1c = {(kind, s): loc[kind, s, 1].ratio for kind, s in loc_models}  # z2 varied: mean|Δx1| / mean|Δx2|
 claims.check("Fig. 1c, oracle GDM: varying z2 (generated last) leaves x1 unchanged",
-             f"mean|Δx1| / mean|Δx2| = {loc_ratio[(f'oracle {GDM}', 'z2')]:.1e} (limit 1e-5)", loc_ratio[(f"oracle {GDM}", "z2")] <= 1e-5)
+             f"mean|Δx1| / mean|Δx2| = {fig1c['oracle', 'gdm']:.1e} (limit 1e-5)",
+             fig1c["oracle", "gdm"] <= 1e-5,
+             values={"fig1c_ratio_oracle_gdm": fig1c["oracle", "gdm"]})
 claims.report("Fig. 1c, trained GDM: varying z2 changes x2 only (ratio < 0.1)",
-              f"mean|Δx1| / mean|Δx2| = {loc_ratio[(f'trained {GDM}', 'z2')]:.2g}", loc_ratio[(f"trained {GDM}", "z2")] < 0.1)
+              f"mean|Δx1| / mean|Δx2| = {fig1c['trained', 'gdm']:.2g}", fig1c["trained", "gdm"] < 0.1,
+              values={"fig1c_ratio_trained_gdm": fig1c["trained", "gdm"]})
 claims.report("Fig. 1c contrast, scalar schedule: varying z2 moves x1 too (ratio > 0.1)",
-              f"mean|Δx1| / mean|Δx2| = {loc_ratio[(f'oracle {SCALAR}', 'z2')]:.2g} (oracle), "
-              f"{loc_ratio[(f'trained {SCALAR}', 'z2')]:.2g} (trained)", loc_ratio[(f"oracle {SCALAR}", "z2")] > 0.1)
-print(f"oracle GDM, z2 varied: x1 unchanged (ratio ≤ 1e-5): {loc_ratio[(f'oracle {GDM}', 'z2')] <= 1e-5}")
+              f"mean|Δx1| / mean|Δx2| = {fig1c['oracle', 'scalar']:.2g} (oracle), "
+              f"{fig1c['trained', 'scalar']:.2g} (trained)", fig1c["oracle", "scalar"] > 0.1,
+              values={"fig1c_ratio_oracle_scalar": fig1c["oracle", "scalar"],
+                      "fig1c_ratio_trained_scalar": fig1c["trained", "scalar"]})
 
 # %% [markdown]
 # ## Claims, metrics and result sets
@@ -302,16 +359,18 @@ print(f"oracle GDM, z2 varied: x1 unchanged (ratio ≤ 1e-5): {loc_ratio[(f'orac
 # %%
 report.claims(claims)
 report.metrics(
-    ed_floor=f, ed_oracle_gdm=ed[f"oracle {GDM}"], ed_trained_gdm=ed[f"trained {GDM}"],
-    ed_trained_scalar=ed[f"trained {SCALAR}"], ed_gaussian=ed["moment-matched Gaussian"],
-    prop33_ratio_oracle=oracle_max, prop33_ratio_trained_gdm=float(r.sel(model=f"trained {GDM}")),
-    prop33_ratio_trained_scalar=float(r.sel(model=f"trained {SCALAR}")),
-    fig1c_ratio_oracle_gdm=loc_ratio[(f"oracle {GDM}", "z2")], fig1c_ratio_trained_gdm=loc_ratio[(f"trained {GDM}", "z2")],
-    fig1c_ratio_trained_scalar=loc_ratio[(f"trained {SCALAR}", "z2")],
-    final_loss={name: float(h["loss"].iloc[-1]) for name, h in history.groupby("model")},
+    ed_floor=f, ed_oracle_gdm=ed["oracle", "gdm"], ed_trained_gdm=ed["trained", "gdm"],
+    ed_trained_scalar=ed["trained", "scalar"], ed_gaussian=ed["gaussian"],
+    prop33_ratio_oracle=prop33["oracle", "gdm"], prop33_ratio_trained_gdm=prop33["trained", "gdm"],
+    prop33_ratio_trained_scalar=prop33["trained", "scalar"],
+    fig1c_ratio_oracle_gdm=fig1c["oracle", "gdm"], fig1c_ratio_trained_gdm=fig1c["trained", "gdm"],
+    fig1c_ratio_trained_scalar=fig1c["trained", "scalar"],
+    final_loss={NAMES[s]: float(h["loss"].iloc[-1]) for s, h in history.groupby("schedule")},
 )
-report.dataset(xr.Dataset({"sample": (("set", "n", "coord"), torch.stack([samples[k] for k in samples] + [x_ref]).numpy())},
-                          coords={"set": list(samples) + ["data"], "coord": ["x1", "x2"]}), "samples")
+sample_sets = torch.stack([samples[m] for m in samples] + [x_ref])  # (set, n, coord)
+report.dataset(xr.Dataset({"sample": (("set", "n", "coord"), sample_sets.numpy())},
+                          coords={"set": [LABELS[m] for m in samples] + ["data"], "coord": ["x1", "x2"]}),
+               "samples")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
