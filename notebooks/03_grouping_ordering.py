@@ -23,7 +23,8 @@
 # **What it rebuilds** (under `reports/03_grouping_ordering/`):
 # - `tables/table1.{csv,md}`, `figures/table1.png`, `data/table1.nc` — Table 1: Bottom→Top, Right→Left,
 #   CDM and CDM-inv at k = 2, Euler at a fixed NFE, sample quality over `n_runs` sampling runs (mean ± std),
-#   next to the paper's FID10K; `tables/table1_separability.{csv,md}` says which pairs the error bars separate;
+#   next to the paper's FID10K; `tables/table1_separability.{csv,md}` says which pairs the error bars
+#   separate;
 # - `figures/fig5a_orders.png`, `tables/orders.{csv,md}`, `data/orders.nc` — Fig. 5a: 3×3 block-wise
 #   grouping (k = 9), ONE network trained over random block orders, sample quality of `n_orders` random
 #   orders, each over `n_runs` runs; `figures/fig5b_best_worst.png` — Fig. 5b: the generative processes of
@@ -106,18 +107,17 @@ n_show = 4  # images per panel in the process figures
 # %%
 import time
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 import torch
 import xarray as xr
 
-from gdmkit import bases, data, groupings, metrics, nets, paths, plotting, results, sampling, schedules
+from gdmkit import (bases, companion, data, features, groupings, metrics, nets, paths, plotting, sampling,
+                    schedules)
 from gdmkit.train import TrainConfig
 
-results.setup_notebook(seed=seed, threads=threads)
-report = results.Report(out_dir)
-claims = results.Claims()
+companion.setup_notebook(seed=seed, threads=threads)
+report = companion.Report(out_dir)
+claims = companion.Claims()
 wall = {"start": time.perf_counter()}
 # a reported comparison that the ±1 std error bars cannot settle (metrics.separable) gets the verdict
 # "not separable at this profile" (claims.report(..., decidable=False))
@@ -129,28 +129,34 @@ wall = {"start": time.perf_counter()}
 # 12 × 12 is divisible by 3 (3 × 3 blocks of 4 × 4 pixels), by 2 (CDM's subsampled grid) and by the
 # smoke U-Net's 2. The reference set for the Fréchet distance is the whole training set; the *floor* is the
 # distance of random real subsets of the same size as the generated sets (what a perfect model would get).
+#
+# **Latents.** Sampling run r draws its latents z ~ N(0, I) from the seed `seed + 1000 + r`, in every
+# setting: the settings share their noise (common random numbers), so their differences are not confounded
+# by different draws. The process figures and the eq. 10 check draw their `n_show` latents from run 0's
+# seed; Fig. 1c draws its base latents from `seed + 1007` and the resampled groups from `seed + 2000`.
 
 # %%
-root = results.repo_root()
+root = companion.repo_root()
 train_set = data.make_dataset(dataset, n=n_train, size=image_size, seed=seed, root=str(root / data_root),
                               split=None if dataset == "digits" else "train")
 x_data = train_set.x
 shape = tuple(x_data.shape[1:])  # (C, H, W)
 C, H, W = shape
 data_name = f"{dataset}{image_size}"
-clf = metrics.train_classifier(x_data, train_set.y, classifier_steps, dataset=data_name,
-                               generator=torch.Generator().manual_seed(seed + 1))
+clf = features.train_classifier(x_data, train_set.y, classifier_steps, dataset=data_name,
+                                generator=torch.Generator().manual_seed(seed + 1))
 # reference statistics computed once; FID only when asked for and the Inception weights are on disk
 quality = metrics.SampleQuality(x_data, features=clf, inception_weights=inception_weights,
                                 use_inception=metric == "fid")
 quality_name = quality.name
 if metric == "fid" and quality_name != "FID":
     print(f"no Inception weights: sample quality falls back to {quality_name}")
-# latents of run r are shared by every setting (common random numbers): differences between settings
-# are not confounded by different noise draws
-latents = lambda n, r: torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed + 1000 + r))  # noqa: E731
-floor = {n: [quality(x_data[torch.randperm(len(x_data), generator=torch.Generator().manual_seed(seed + 500 + r))[:n]]).value
-             for r in range(n_runs)] for n in sorted({n_eval_table1, n_eval_orders, n_eval_fig11})}
+# floor run r: a random real subset drawn from seed + 500 + r, one per size of generated set
+floor = {}
+for n in sorted({n_eval_table1, n_eval_orders, n_eval_fig11}):
+    subsets = [torch.randperm(len(x_data), generator=torch.Generator().manual_seed(seed + 500 + r))[:n]
+               for r in range(n_runs)]
+    floor[n] = [quality(x_data[i]).value for i in subsets]
 print(f"{data_name}: {len(x_data)} training images of shape {shape}; sample quality: {quality_name}")
 
 # %% [markdown]
@@ -162,10 +168,15 @@ print(f"{data_name}: {len(x_data)} training images of shape {shape}; sample qual
 #   grid first, then the rest; App. C.2), CDM-inv (the rest first, then the grid);
 # - Fig. 5 (k = 9): 3 × 3 blocks numbered row-major, generated in a random order;
 # - Fig. 11: k right→left vertical strips.
+#
+# The figure shows each grouping as a pixel map coloured by the position of the pixel's group in the
+# generation order (1, dark: generated first), for the four Table 1 strategies and the 3 × 3 blocks in
+# row-major order.
 
 # %%
 basis = bases.Pixel(shape)
-table1_groupings = {"Bottom→Top": groupings.bottom_to_top(shape, 2), "Right→Left": groupings.right_to_left(shape, 2),
+table1_groupings = {"Bottom→Top": groupings.bottom_to_top(shape, 2),
+                    "Right→Left": groupings.right_to_left(shape, 2),
                     "CDM": groupings.cdm(shape), "CDM-inv": groupings.cdm_inv(shape)}
 STRATEGIES = list(table1_groupings)
 # 3×3 blocks; sides not divisible by 3 (CIFAR-10's 32: 11+11+10) get near-equal blocks, like the paper's
@@ -174,17 +185,17 @@ block_grouping = groupings.blocks(shape, 3)
 fig11_groupings = {k: groupings.right_to_left(shape, k) for k in fig11_k}
 for name, g in {**table1_groupings, "blocks 3×3": block_grouping}.items():
     print(f"{name}: k = {g.k}, pixels per group (generation order) {[s // C for s in g.sizes()]}")
-report.figure(plotting.image_panels({name: (g.group[None].float() / max(g.k - 1, 1)) * 2 - 1 for name, g in
-                                     {**table1_groupings, "blocks (row-major)": block_grouping}.items()}, size=1.8),
-              "groupings");
+report.figure(plotting.groupings_panels({**table1_groupings, "blocks (row-major)": block_grouping}),
+              "groupings")
 
 # %% [markdown]
 # ## Training (cached)
 #
 # Each network is trained with the GDM loss (eq. 8, u = x − z) over a *family* of groupings: every batch
 # draws one grouping of its family (uniformly), and the block family also draws a random generation order
-# (App. D). All networks start from the same initial weights. `results.cached_train` keys every run by its
-# initial weights, data, config, family and the library source, so rerunning the notebook to redraw a
+# (App. D). All networks start from the same initial weights. `companion.cached_train` keys every run on
+# configs — the loss (path, the family's schedule sampler, time sampler), the network and its initial
+# weights, the data, the training config and the library source — so rerunning the notebook to redraw a
 # figure loads the weights instead of training again.
 
 # %%
@@ -202,8 +213,15 @@ net_table1 = {s: "table1 (4 strategies)" if table1_shared else f"table1 {s}" for
 net_fig11 = {k: f"right→left k∈{fig11_k}" if fig11_shared else f"right→left k={k}" for k in fig11_k}
 
 cfg = TrainConfig(steps=train_steps, batch_size=batch_size, lr=lr, lr_schedule="linear", ema_decay=ema_decay,
-                  log_every=max(1, train_steps // 40), ckpt_every=max(1, train_steps // 4), seed=seed, bf16=bf16)
+                  log_every=max(1, train_steps // 40), ckpt_every=max(1, train_steps // 4), seed=seed,
+                  bf16=bf16)
 unet_kw = {} if base_channels is None else {"base_channels": base_channels}
+
+# %% [markdown]
+# The figure shows the training loss of each network (mean per logging window, log scale); the curves of
+# networks trained over different families are not comparable in level, only in how they settle.
+
+# %%
 trained, history = {}, []
 wall["train"] = time.perf_counter()
 for name, (gs, random_order) in families.items():
@@ -211,17 +229,14 @@ for name, (gs, random_order) in families.items():
     sampler = schedules.schedule_sampler(gs, shuffle=random_order)  # one grouping (and order) per batch
     torch.manual_seed(seed)
     net = nets.unet_preset(unet, C, image_size, **unet_kw)
-    run = results.cached_train(base_path.loss_fn(schedule_sampler=sampler), net, x_data, cfg, device=device,
-                               description=results.describe_path(
-                                   base_path, time_sampler="uniform", family=name, random_order=random_order,
-                                   schedule_sampler="uniform over the family's groupings, one per batch",
-                                   groupings=results.fingerprint([g.group for g in gs])))
+    run = companion.cached_train(base_path.loss_fn(schedule_sampler=sampler), net, x_data, cfg, device=device)
     trained[name] = run.ema.to(device).eval()
-    history.append(results.history_frame(run.history, model=name))
+    history.append(companion.history_frame(run.history, model=name))
 wall["train"] = time.perf_counter() - wall["train"]
 history = pd.concat(history)
-report.figure(plotting.loss_curves(history), "loss");
+report.figure(plotting.loss_curves(history), "loss")
 print(f"{len(trained)} networks ({nets.count_parameters(net)} parameters each): {', '.join(trained)}")
+block_net = trained["blocks k=9 (random orders)"]
 
 # %%
 wall["sample"] = time.perf_counter()
@@ -232,37 +247,31 @@ wall["sample"] = time.perf_counter()
 # With a time grid that contains every interval boundary, an Euler step lies inside one group's interval;
 # outside it A′ = 0, so the other groups' velocity is exactly zero and their pixels do not change at all:
 # a group keeps its latent until its interval starts and its final value once it ends. Checked bitwise on
-# recorded trajectories, with the evaluations counted by `sampling.CountingModel`.
+# recorded trajectories (`sampling.groupwise_freezing`, one recorded state per step), with the evaluations
+# counted by `sampling.CountingModel`.
 
 # %%
-structure = {**{s: g for s, g in table1_groupings.items()}, "blocks (row-major)": block_grouping,
-             **{f"right→left k={k}": g for k, g in fig11_groupings.items() if k > 1}}
-nfe_for = {**{s: table1_nfe for s in STRATEGIES}, "blocks (row-major)": orders_nfe,
-           **{f"right→left k={k}": max(k, min(fig11_nfe)) for k in fig11_k}}
-net_for = {**{s: net_table1[s] for s in STRATEGIES}, "blocks (row-major)": "blocks k=9 (random orders)",
-           **{f"right→left k={k}": net_fig11[k] for k in fig11_k}}
-for name, g in structure.items():
+# (name in the claims, grouping, NFE, network): the Table 1 strategies, the row-major blocks, the strips
+eq10_cases = [(s, g, table1_nfe, trained[net_table1[s]]) for s, g in table1_groupings.items()]
+eq10_cases.append(("blocks (row-major)", block_grouping, orders_nfe, block_net))
+eq10_cases += [(f"right→left k={k}", g, max(k, min(fig11_nfe)), trained[net_fig11[k]])
+               for k, g in fig11_groupings.items() if k > 1]
+for name, g, nfe, net in eq10_cases:
     sched = schedules.GroupwiseSchedule(g)
     path = paths.DiagonalPath(basis, sched)
-    grid = sched.time_grid(sampling.per_group_steps(g.k, nfe_for[name]))
-    counter = sampling.CountingModel(path.denoiser(trained[net_for[name]]))
+    grid = sched.time_grid(sampling.per_group_steps(g.k, nfe))
+    counter = sampling.CountingModel(path.denoiser(net))
     rec, frames = sampling.trajectory_recorder(path)
-    z = latents(n_show, 0).to(device)
-    x0 = sampling.generate(path, counter, n_show, grid, latents=z, callback=rec).cpu()
-    states = {float(t): x for t, x, _ in frames}
-    iv = sched.intervals.float()  # the float32 boundaries the sampler compares against
-    ok = True
-    for j in range(g.k):
-        m = g.mask(j)
-        lo, hi = float(iv[j, 0]), float(iv[j, 1])
-        ok &= all(torch.equal(x[:, m], z.cpu()[:, m]) for t, x in states.items() if t >= hi)
-        ok &= all(torch.equal(x[:, m], x0[:, m]) for t, x in states.items() if t <= lo) and len(states) == len(grid) - 1
-    nfe_ok = counter.nfe == nfe_for[name] == len(grid) - 1
-    claims.check(f"eq. 10, {name}: each group keeps its latent until its interval starts and is fixed once it ends",
-                 f"bitwise on {len(grid) - 1} recorded steps: {ok}", ok)
-    claims.check(f"{name}: Euler with per_group_steps(k={g.k}, {nfe_for[name]}) uses exactly that NFE",
-                 f"counted {counter.nfe}, planned {nfe_for[name]}", nfe_ok)
-    print(f"{name}: groups move only inside their intervals: {ok}; NFE = {counter.nfe} as planned: {nfe_ok}")
+    z = torch.randn((n_show, *shape), generator=torch.Generator().manual_seed(seed + 1000))
+    x0 = sampling.generate(path, counter, n_show, grid, latents=z.to(device), callback=rec).cpu()
+    fc = sampling.groupwise_freezing(path, frames, z, x0)
+    ok = fc.holds and fc.n_states == len(grid) - 1
+    claims.check(f"eq. 10, {name}: each group keeps its latent until its interval starts and is fixed "
+                 "once it ends", f"bitwise on {len(grid) - 1} recorded steps: {ok}", ok,
+                 values={"n_states": fc.n_states})
+    claims.check(f"{name}: Euler with per_group_steps(k={g.k}, {nfe}) uses exactly that NFE",
+                 f"counted {counter.nfe}, planned {nfe}", counter.nfe == nfe == len(grid) - 1,
+                 values={"nfe_counted": counter.nfe, "nfe_planned": nfe})
 
 # %% [markdown]
 # ## Table 1: grouping strategies at k = 2
@@ -276,8 +285,9 @@ for a, s in enumerate(STRATEGIES):
     sched = schedules.GroupwiseSchedule(table1_groupings[s])
     grid = sched.time_grid(sampling.per_group_steps(2, table1_nfe))
     for r in range(n_runs):
+        z = torch.randn((n_eval_table1, *shape), generator=torch.Generator().manual_seed(seed + 1000 + r))
         x = sampling.generate(paths.DiagonalPath(basis, sched), trained[net_table1[s]], n_eval_table1, grid,
-                              latents=latents(n_eval_table1, r), device=device, batch_size=sample_batch).cpu()
+                              latents=z, device=device, batch_size=sample_batch).cpu()
         fd_t1[a, r] = quality(x).value
         samples_t1.setdefault(s, x[:16])
 PAPER_T1 = {"Bottom→Top": 12.63, "Right→Left": 13.14, "CDM": 14.03, "CDM-inv": 13.70}  # GDM Table 1, FID10K
@@ -286,32 +296,36 @@ t1 = xr.Dataset({"quality": (("strategy", "run"), fd_t1.numpy()),
                  "floor": (("floor_run",), floor[n_eval_table1])},
                 coords={"strategy": STRATEGIES, "run": list(range(n_runs))},
                 attrs={"metric": quality_name, "nfe": table1_nfe, "k": 2, "n_samples": n_eval_table1,
-                       "solver": "euler", "network": "one shared network" if table1_shared else "one network per strategy"})
+                       "solver": "euler",
+                       "network": "one shared network" if table1_shared else "one network per strategy"})
 report.dataset(t1, "table1")
-t1_stats = {s: (float(t1.quality.sel(strategy=s).mean()), float(t1.quality.sel(strategy=s).std(ddof=1))) for s in STRATEGIES}
-table1 = pd.DataFrame([{"strategy": s, f"{quality_name} mean": t1_stats[s][0], f"{quality_name} std": t1_stats[s][1],
-                        "rank (ours)": None, "paper FID10K": PAPER_T1[s],
-                        "rank (paper)": sorted(PAPER_T1.values()).index(PAPER_T1[s]) + 1} for s in STRATEGIES])
-table1["rank (ours)"] = table1[f"{quality_name} mean"].rank().astype(int)
+
+# %%
+t1_stats = {s: (float(t1.quality.sel(strategy=s).mean()), float(t1.quality.sel(strategy=s).std(ddof=1)))
+            for s in STRATEGIES}  # strategy -> (mean, std over runs)
+q_mean, q_std = f"{quality_name} mean", f"{quality_name} std"  # the tables' column names
+paper_rank = {s: sorted(PAPER_T1.values()).index(PAPER_T1[s]) + 1 for s in STRATEGIES}
+table1 = pd.DataFrame([{"strategy": s, q_mean: t1_stats[s][0], q_std: t1_stats[s][1], "rank (ours)": None,
+                        "paper FID10K": PAPER_T1[s], "rank (paper)": paper_rank[s]} for s in STRATEGIES])
+table1["rank (ours)"] = table1[q_mean].rank().astype(int)
 fl = (float(t1.floor.mean()), float(t1.floor.std(ddof=1)))
-table1.loc[len(table1)] = {"strategy": "data (floor)", f"{quality_name} mean": fl[0], f"{quality_name} std": fl[1]}
+table1.loc[len(table1)] = {"strategy": "data (floor)", q_mean: fl[0], q_std: fl[1]}
 table1["network"] = ["shared" if table1_shared else "own"] * len(STRATEGIES) + [""]
 report.table(table1, "table1")
-sep_t1 = pd.DataFrame([[("separable" if metrics.separable(t1_stats[a], t1_stats[b]) else "overlap") if a != b else ""
-                        for b in STRATEGIES] for a in STRATEGIES], index=STRATEGIES, columns=STRATEGIES)
+sep_t1 = pd.DataFrame([[("separable" if metrics.separable(t1_stats[a], t1_stats[b]) else "overlap")
+                        if a != b else "" for b in STRATEGIES] for a in STRATEGIES],
+                      index=STRATEGIES, columns=STRATEGIES)
 report.table(sep_t1.reset_index(names="strategy"), "table1_separability")
 
-df = t1.quality.to_dataframe().reset_index()
-fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.0))
-sns.barplot(data=df, x="strategy", y="quality", errorbar="sd", ax=axes[0], color="tab:blue")
-axes[0].axhline(fl[0], ls="--", color="k", lw=1, label="data floor")
-axes[0].set(ylabel=quality_name, xlabel="", title=f"ours: {data_name}, Euler NFE {table1_nfe}, {n_runs} runs (± std)")
-axes[0].legend(fontsize=7)
-sns.barplot(x=STRATEGIES, y=[PAPER_T1[s] for s in STRATEGIES], ax=axes[1], color="tab:gray")
-axes[1].set(ylabel="FID10K", title="paper (CIFAR-10, NFE 128)", ylim=(10, 15))
-fig.tight_layout()
-report.figure(fig, "table1");
-report.figure(plotting.image_panels(samples_t1, nrow=4, size=2.0), "samples");
+# %% [markdown]
+# The first figure is Table 1 as bars: on the left our sample quality per strategy (mean ± std over the
+# `n_runs` runs, lower is better, dashed: the data floor), on the right the paper's FID10K on CIFAR-10 at
+# NFE 128. Only the orderings of the two panels are comparable. The second shows 16 samples per strategy
+# from the first run.
+
+# %%
+report.figure(plotting.table1_bars(t1, dataset=data_name), "table1")
+report.figure(plotting.image_panels(samples_t1, nrow=4, size=2.0), "samples")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -322,24 +336,32 @@ print(sep_t1.to_string())
 best = min(STRATEGIES, key=lambda s: t1_stats[s][0])
 runner_up = min((s for s in STRATEGIES if s != best), key=lambda s: t1_stats[s][0])
 bt = "Bottom→Top"
-ev = "; ".join(f"{s} {t1_stats[s][0]:.3g} ± {t1_stats[s][1]:.2g}" for s in STRATEGIES) + f" ({quality_name}, {n_runs} runs)"
+ev = "; ".join(f"{s} {t1_stats[s][0]:.3g} ± {t1_stats[s][1]:.2g}" for s in STRATEGIES)
+ev += f" ({quality_name}, {n_runs} runs)"
+claim = "Table 1: Bottom→Top gives the best sample quality of the four k = 2 strategies"
 if best == bt:
-    claims.report("Table 1: Bottom→Top gives the best sample quality of the four k = 2 strategies", ev,
-                  True, metrics.separable(t1_stats[bt], t1_stats[runner_up]))
+    claims.report(claim, ev, True, metrics.separable(t1_stats[bt], t1_stats[runner_up]), values=t1_stats)
 else:
-    claims.report("Table 1: Bottom→Top gives the best sample quality of the four k = 2 strategies", ev + f"; best: {best}",
-                  False, metrics.separable(t1_stats[bt], t1_stats[best]))
+    claims.report(claim, ev + f"; best: {best}", False, metrics.separable(t1_stats[bt], t1_stats[best]),
+                  values=t1_stats)
 worst = max(STRATEGIES, key=lambda s: t1_stats[s][0])
 claims.report("Table 1: the grouping strategy changes sample quality (best and worst strategy differ)",
               f"best {best} {t1_stats[best][0]:.3g} ± {t1_stats[best][1]:.2g} vs worst {worst} "
-              f"{t1_stats[worst][0]:.3g} ± {t1_stats[worst][1]:.2g}", True, metrics.separable(t1_stats[best], t1_stats[worst]))
+              f"{t1_stats[worst][0]:.3g} ± {t1_stats[worst][1]:.2g}", True,
+              metrics.separable(t1_stats[best], t1_stats[worst]),
+              values={"best": t1_stats[best], "worst": t1_stats[worst]})
+
+# %%
 pairs = [(a, b) for i, a in enumerate(STRATEGIES) for b in STRATEGIES[i + 1:]]
 sep_pairs = [(a, b) for a, b in pairs if metrics.separable(t1_stats[a], t1_stats[b])]
-agree = [f"{a} vs {b}" for a, b in sep_pairs if (t1_stats[a][0] < t1_stats[b][0]) == (PAPER_T1[a] < PAPER_T1[b])]
-contradict = [f"{a} vs {b}" for a, b in sep_pairs if (t1_stats[a][0] < t1_stats[b][0]) != (PAPER_T1[a] < PAPER_T1[b])]
+same_order = {(a, b): (t1_stats[a][0] < t1_stats[b][0]) == (PAPER_T1[a] < PAPER_T1[b]) for a, b in sep_pairs}
+agree = [f"{a} vs {b}" for (a, b), same in same_order.items() if same]
+contradict = [f"{a} vs {b}" for (a, b), same in same_order.items() if not same]
 claims.report("Table 1: every pair of strategies that the error bars separate is ordered as in the paper",
-              f"same order as the paper: {', '.join(agree) or 'none'}; opposite: {', '.join(contradict) or 'none'}; "
-              f"not separable: {len(pairs) - len(sep_pairs)} of {len(pairs)} pairs", not contradict, bool(sep_pairs))
+              f"same order as the paper: {', '.join(agree) or 'none'}; "
+              f"opposite: {', '.join(contradict) or 'none'}; "
+              f"not separable: {len(pairs) - len(sep_pairs)} of {len(pairs)} pairs",
+              not contradict, bool(sep_pairs), values=t1_stats)
 
 # %% [markdown]
 # ## Fig. 5: block-wise grouping (k = 9), random orders of generation, one network
@@ -353,62 +375,73 @@ g_orders = torch.Generator().manual_seed(seed + 7)
 orders = [torch.randperm(block_grouping.k, generator=g_orders).tolist() for _ in range(n_orders)]
 order_names = ["".join(str(b) for b in o) for o in orders]
 fd_o = torch.zeros(n_orders, n_runs, dtype=torch.float64)
-block_net = trained["blocks k=9 (random orders)"]
 for a, o in enumerate(orders):
     sched = schedules.GroupwiseSchedule(groupings.permute(block_grouping, o))
+    path = paths.DiagonalPath(basis, sched)
     grid = sched.time_grid(sampling.per_group_steps(9, orders_nfe))
     for r in range(n_runs):
-        fd_o[a, r] = quality(sampling.generate(paths.DiagonalPath(basis, sched), block_net, n_eval_orders, grid,
-                                               latents=latents(n_eval_orders, r), device=device,
-                                               batch_size=sample_batch).cpu()).value
+        z = torch.randn((n_eval_orders, *shape), generator=torch.Generator().manual_seed(seed + 1000 + r))
+        x = sampling.generate(path, block_net, n_eval_orders, grid, latents=z, device=device,
+                              batch_size=sample_batch).cpu()
+        fd_o[a, r] = quality(x).value
 ds_o = xr.Dataset({"quality": (("order", "run"), fd_o.numpy()),
                    "permutation": (("order", "position"), torch.tensor(orders).numpy()),
                    "floor": (("floor_run",), floor[n_eval_orders])},
                   coords={"order": order_names, "run": list(range(n_runs)), "position": list(range(9))},
                   attrs={"metric": quality_name, "nfe": orders_nfe, "k": 9, "n_samples": n_eval_orders,
-                         "grouping": "3x3 blocks, numbered row-major; permutation[position] = block generated at that position",
+                         "grouping": "3x3 blocks, numbered row-major; "
+                                     "permutation[position] = block generated at that position",
                          "network": "one network trained over random block orders (GDM App. D)"})
 report.dataset(ds_o, "orders")
-o_stats = {n: (float(ds_o.quality.sel(order=n).mean()), float(ds_o.quality.sel(order=n).std(ddof=1))) for n in order_names}
+
+# %% [markdown]
+# The figure is Fig. 5a: each random order of generation (named by its blocks, first generated first)
+# with its sample quality, mean ± std over the `n_runs` runs, sorted from best to worst; dashed: the data
+# floor. If the spread of the means is large against the error bars, the order matters.
+
+# %%
+o_stats = {n: (float(ds_o.quality.sel(order=n).mean()), float(ds_o.quality.sel(order=n).std(ddof=1)))
+           for n in order_names}  # order -> (mean, std over runs)
 ranked = sorted(order_names, key=lambda n: o_stats[n][0])
-orders_table = pd.DataFrame([{"rank": i + 1, "order (blocks, first generated first)": n, f"{quality_name} mean": o_stats[n][0],
-                              f"{quality_name} std": o_stats[n][1]} for i, n in enumerate(ranked)])
+orders_table = pd.DataFrame([{"rank": i + 1, "order (blocks, first generated first)": n,
+                              q_mean: o_stats[n][0], q_std: o_stats[n][1]} for i, n in enumerate(ranked)])
 report.table(orders_table, "orders")
-fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * n_orders + 2), 3.0))
-ax.errorbar(range(n_orders), [o_stats[n][0] for n in ranked], [o_stats[n][1] for n in ranked], fmt="o", ms=3, capsize=2)
-ax.axhline(float(ds_o.floor.mean()), ls="--", color="k", lw=1, label="data floor")
-ax.set(xlabel="random order (sorted by mean)", ylabel=quality_name,
-       title=f"Fig. 5a: {n_orders} block orders (k = 9), {n_runs} runs each (± std)")
-ax.set_xticks(range(n_orders), ranked if n_orders <= 12 else [""] * n_orders, rotation=60, fontsize=6)
-ax.legend(fontsize=7)
-fig.tight_layout()
-report.figure(fig, "fig5a_orders");
+report.figure(plotting.order_quality(ds_o), "fig5a_orders")
+
+# %% [markdown]
+# Fig. 5b: the generative processes of the best and the worst order, `n_show` samples each, shown at t = 1
+# and at the start of each block's interval, i.e. after each block has been generated.
 
 # %%
 best_o, worst_o = ranked[0], ranked[-1]
 rows = {}
 for label, n in (("best", best_o), ("worst", worst_o)):
-    o = orders[order_names.index(n)]
-    sched = schedules.GroupwiseSchedule(groupings.permute(block_grouping, o))
+    sched = schedules.GroupwiseSchedule(groupings.permute(block_grouping,
+                                                          ds_o.permutation.sel(order=n).values.tolist()))
     path = paths.DiagonalPath(basis, sched)
     rec, frames = sampling.trajectory_recorder(path)
+    z = torch.randn((n_show, *shape), generator=torch.Generator().manual_seed(seed + 1000))
     x0 = sampling.generate(path, block_net, n_show, sched.time_grid(sampling.per_group_steps(9, orders_nfe)),
-                           latents=latents(n_show, 0).to(device), callback=rec).cpu()
+                           latents=z.to(device), callback=rec).cpu()
     times = [1.0] + [float(sched.intervals[j, 0]) for j in range(9)]  # after each block is generated
     rows[f"{label} order {n}"] = plotting.snapshots(frames, x0, times)
-report.figure(plotting.image_process(rows, nrow=2, size=1.4), "fig5b_best_worst");
+report.figure(plotting.image_process(rows, nrow=2, size=1.4), "fig5b_best_worst")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 print(orders_table.to_string(index=False, float_format="%.4g"))
 
 # %%
-spread = float(torch.tensor([o_stats[n][0] for n in order_names]).std()) if n_orders > 1 else float("nan")
+# one order has no spread: the comparison is then left undecided and the spread is not reported
+spread = float(torch.tensor([o_stats[n][0] for n in order_names]).std()) if n_orders > 1 else None
 within = float(torch.tensor([o_stats[n][1] for n in order_names]).mean())
+ev = (f"best {best_o} {o_stats[best_o][0]:.3g} ± {o_stats[best_o][1]:.2g}, worst {worst_o} "
+      f"{o_stats[worst_o][0]:.3g} ± {o_stats[worst_o][1]:.2g}; ")
+ev += f"spread of order means {spread:.2g} vs " if spread is not None else "one order, "
+ev += f"mean run-to-run std {within:.2g}"
 claims.report("Fig. 5: sample quality varies largely with the order of generation (best vs worst order)",
-              f"best {best_o} {o_stats[best_o][0]:.3g} ± {o_stats[best_o][1]:.2g}, worst {worst_o} "
-              f"{o_stats[worst_o][0]:.3g} ± {o_stats[worst_o][1]:.2g}; spread of order means {spread:.2g} "
-              f"vs mean run-to-run std {within:.2g}", True, n_orders > 1 and metrics.separable(o_stats[best_o], o_stats[worst_o]))
+              ev, True, n_orders > 1 and metrics.separable(o_stats[best_o], o_stats[worst_o]),
+              values={"best": o_stats[best_o], "worst": o_stats[worst_o], "mean_run_std": within})
 
 # %% [markdown]
 # ## Fig. 11: sample quality against NFE for k right→left strips
@@ -420,33 +453,36 @@ claims.report("Fig. 5: sample quality varies largely with the order of generatio
 fd_k = torch.full((len(fig11_k), len(fig11_nfe), fig11_runs), float("nan"), dtype=torch.float64)
 for a, k in enumerate(fig11_k):
     sched = schedules.GroupwiseSchedule(fig11_groupings[k])
+    path = paths.DiagonalPath(basis, sched)
     for b, nfe in enumerate(fig11_nfe):
         if nfe < k:
             continue
         grid = sched.time_grid(sampling.per_group_steps(k, nfe))
         for r in range(fig11_runs):
-            fd_k[a, b, r] = quality(sampling.generate(paths.DiagonalPath(basis, sched), trained[net_fig11[k]], n_eval_fig11,
-                                                      grid, latents=latents(n_eval_fig11, r), device=device,
-                                                      batch_size=sample_batch).cpu()).value
-ds_k = xr.Dataset({"quality": (("k", "nfe", "run"), fd_k.numpy()), "floor": (("floor_run",), floor[n_eval_fig11])},
+            z = torch.randn((n_eval_fig11, *shape), generator=torch.Generator().manual_seed(seed + 1000 + r))
+            x = sampling.generate(path, trained[net_fig11[k]], n_eval_fig11, grid, latents=z, device=device,
+                                  batch_size=sample_batch).cpu()
+            fd_k[a, b, r] = quality(x).value
+ds_k = xr.Dataset({"quality": (("k", "nfe", "run"), fd_k.numpy()),
+                   "floor": (("floor_run",), floor[n_eval_fig11])},
                   coords={"k": fig11_k, "nfe": fig11_nfe, "run": list(range(fig11_runs))},
-                  attrs={"metric": quality_name, "grouping": "right_to_left strips", "n_samples": n_eval_fig11,
+                  attrs={"metric": quality_name, "grouping": "right_to_left strips",
+                         "n_samples": n_eval_fig11,
                          "solver": "euler, per_group_steps(k, nfe) steps per strip",
                          "network": "one network over all k" if fig11_shared else "one network per k"})
 report.dataset(ds_k, "fig11")
+
+# %% [markdown]
+# The figure is Fig. 11: sample quality (log scale) against the NFE (log scale), one line per number of
+# strips k, mean ± std over `fig11_runs` runs; dashed: the data floor. A line above k = 1's at small NFE
+# means the extra groups cost sampling efficiency.
+
+# %%
 df_k = ds_k.quality.to_dataframe().reset_index().dropna()
 fig11_table = (df_k.groupby(["k", "nfe"])["quality"].agg(["mean", "std"]).reset_index()
-               .rename(columns={"mean": f"{quality_name} mean", "std": f"{quality_name} std"}))
+               .rename(columns={"mean": q_mean, "std": q_std}))
 report.table(fig11_table, "fig11")
-fig, ax = plt.subplots(figsize=(4.8, 3.2))
-sns.lineplot(data=df_k.assign(k=df_k["k"].astype(str)), x="nfe", y="quality", hue="k", marker="o", errorbar="sd", ax=ax)
-ax.axhline(float(ds_k.floor.mean()), ls="--", color="k", lw=1, label="data floor")
-ax.set(xscale="log", yscale="log", xlabel="NFE (Euler steps)", ylabel=quality_name, title="Fig. 11: k right→left strips")
-ax.set_xticks(fig11_nfe, [str(n) for n in fig11_nfe])
-ax.minorticks_off()
-ax.legend(fontsize=7, title="k", title_fontsize=7)
-fig.tight_layout()
-report.figure(fig, "fig11_k_nfe");
+report.figure(plotting.efficiency_curves(ds_k, title="Fig. 11: k right→left strips"), "fig11_k_nfe")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -455,10 +491,15 @@ print(fig11_table.to_string(index=False, float_format="%.4g"))
 # %%
 k_lo, k_hi = min(fig11_k), max(fig11_k)
 nfe0 = min(n for n in fig11_nfe if n >= k_hi)  # the smallest NFE every k can use
-st = {k: (float(ds_k.quality.sel(k=k, nfe=nfe0).mean()), float(ds_k.quality.sel(k=k, nfe=nfe0).std(ddof=1))) for k in fig11_k}
-claims.report(f"Fig. 11: more groups cost sampling efficiency (at NFE {nfe0}, k = {k_hi} is worse than k = {k_lo})",
-              "; ".join(f"k={k}: {st[k][0]:.3g} ± {st[k][1]:.2g}" for k in fig11_k) + f" ({quality_name}, {fig11_runs} runs)",
-              st[k_hi][0] > st[k_lo][0], metrics.separable(st[k_hi], st[k_lo]))
+st = {k: (float(ds_k.quality.sel(k=k, nfe=nfe0).mean()), float(ds_k.quality.sel(k=k, nfe=nfe0).std(ddof=1)))
+      for k in fig11_k}  # k -> (mean, std over runs) at nfe0
+# one run has no error bar: the stds are then left out and the comparison is left undecided
+has_std = fig11_runs > 1
+ev = "; ".join(f"k={k}: {st[k][0]:.3g}" + (f" ± {st[k][1]:.2g}" if has_std else "") for k in fig11_k)
+claims.report(f"Fig. 11: more groups cost sampling efficiency (at NFE {nfe0}, k = {k_hi} is worse than "
+              f"k = {k_lo})", ev + f" ({quality_name}, {fig11_runs} runs)", st[k_hi][0] > st[k_lo][0],
+              has_std and metrics.separable(st[k_hi], st[k_lo]),
+              values={f"k={k}": st[k] if has_std else st[k][0] for k in (k_lo, k_hi)})
 
 # %% [markdown]
 # ## Fig. 1b–c: block-wise sequential generation and the group-wise latent space
@@ -469,24 +510,33 @@ claims.report(f"Fig. 11: more groups cost sampling efficiency (at NFE {nfe0}, k 
 # generated before j (*before*) and after j (*after*). `metrics.group_locality` gives inside and all-outside.
 # For contrast, the scalar-schedule model (k = 1, the Fig. 11 network) decodes the same latents with the same
 # perturbations: there every latent pixel influences the whole image.
+#
+# The figure is Fig. 1b: `n_show` samples of the row-major block order, at t = 1 and after each block has
+# been generated; the blocks appear one by one, top-left to bottom-right.
 
 # %%
 sched = schedules.GroupwiseSchedule(block_grouping)
 path = paths.DiagonalPath(basis, sched)
 grid_b = sched.time_grid(sampling.per_group_steps(9, orders_nfe))
 rec, frames = sampling.trajectory_recorder(path)
-x_show = sampling.generate(path, block_net, n_show, grid_b, latents=latents(n_show, 0).to(device), callback=rec).cpu()
+z = torch.randn((n_show, *shape), generator=torch.Generator().manual_seed(seed + 1000))
+x_show = sampling.generate(path, block_net, n_show, grid_b, latents=z.to(device), callback=rec).cpu()
 times = [1.0] + [float(sched.intervals[j, 0]) for j in range(9)]
 report.figure(plotting.image_process({"row-major blocks": plotting.snapshots(frames, x_show, times)},
-                                     nrow=2, size=1.4), "fig1b_blockwise");
+                                     nrow=2, size=1.4), "fig1b_blockwise")
 
-z_base = latents(n_locality, 7)
+# %%
+z_base = torch.randn((n_locality, *shape), generator=torch.Generator().manual_seed(seed + 1000 + 7))
 z_new = torch.randn(z_base.shape, generator=torch.Generator().manual_seed(seed + 2000))
 x_base = sampling.generate(path, block_net, n_locality, grid_b, latents=z_base.to(device)).cpu()
 # contrast: the scalar schedule (k = 1, the Fig. 11 network) decoding the same latents with the same NFE
-scalar = (paths.DiagonalPath(basis, schedules.GroupwiseSchedule(fig11_groupings[1])), trained[net_fig11[1]]) if 1 in fig11_k else None
-if scalar:
-    xs_base = sampling.generate(scalar[0], scalar[1], n_locality, grid_b, latents=z_base.to(device)).cpu()
+has_scalar = 1 in fig11_k
+if has_scalar:
+    scalar_path = paths.DiagonalPath(basis, schedules.GroupwiseSchedule(fig11_groupings[1]))
+    scalar_net = trained[net_fig11[1]]
+    xs_base = sampling.generate(scalar_path, scalar_net, n_locality, grid_b, latents=z_base.to(device)).cpu()
+
+# %%
 loc_rows, change_maps, variations = [], [], {}
 for j in range(9):
     m = block_grouping.mask(j)
@@ -495,35 +545,45 @@ for j in range(9):
     d = (x_pert - x_base).abs().double()
     loc = metrics.group_locality(x_base, x_pert, m)
     before, after = block_grouping.group < j, block_grouping.group > j
-    loc_rows.append({"varied group": j + 1, "inside": loc.inside, "outside": loc.outside, "outside / inside": loc.ratio,
+    loc_rows.append({"varied group": j + 1, "inside": loc.inside, "outside": loc.outside,
+                     "outside / inside": loc.ratio,
                      "before": float(d[:, before].mean()) if before.any() else float("nan"),
                      "after": float(d[:, after].mean()) if after.any() else float("nan"),
-                     "outside / inside, k = 1": metrics.group_locality(xs_base, sampling.generate(
-                         scalar[0], scalar[1], n_locality, grid_b, latents=z_pert).cpu(), m).ratio if scalar else float("nan")})
+                     "outside / inside, k = 1": float("nan")})  # NaN: no k = 1 network
+    if has_scalar:
+        xs_pert = sampling.generate(scalar_path, scalar_net, n_locality, grid_b, latents=z_pert).cpu()
+        loc_rows[-1]["outside / inside, k = 1"] = metrics.group_locality(xs_base, xs_pert, m).ratio
     change_maps.append(d.mean((0, 1)))
     if j in (0, 8):
         variations[f"vary group {j + 1}"] = x_pert[:8]
+
+# %%
 locality = pd.DataFrame(loc_rows)
 locality["before / inside"] = locality["before"] / locality["inside"]
 locality["after / inside"] = locality["after"] / locality["inside"]
-locality = locality[[c for c in locality.columns if c != "outside / inside, k = 1"] + ["outside / inside, k = 1"]]
+locality = locality[[c for c in locality.columns if c != "outside / inside, k = 1"]
+                    + ["outside / inside, k = 1"]]  # the contrast last
 report.table(locality, "locality")
-report.dataset(xr.Dataset({"mean_abs_change": (("varied_group", "region"), locality[["inside", "before", "after", "outside"]].to_numpy()),
+regions = ["inside", "before", "after", "outside"]
+report.dataset(xr.Dataset({"mean_abs_change": (("varied_group", "region"), locality[regions].to_numpy()),
                            "change_map": (("varied_group", "y", "x"), torch.stack(change_maps).numpy())},
-                          coords={"varied_group": list(range(1, 10)), "region": ["inside", "before", "after", "outside"]},
+                          coords={"varied_group": list(range(1, 10)), "region": regions},
                           attrs={"order": "row-major blocks", "n_latents": n_locality, "nfe": orders_nfe,
                                  "statistic": "mean |x(z with group j resampled) - x(z)|"}), "locality")
-report.figure(plotting.image_panels({"base": x_base[:8], **variations}, nrow=4, size=2.0), "fig1c_latent_variation")
-fig, axes = plt.subplots(3, 3, figsize=(5.4, 5.6))
-vmax = float(torch.stack(change_maps).max())
-for j, ax in enumerate(axes.flat):
-    ax.imshow(change_maps[j], cmap="magma", vmin=0, vmax=vmax)
-    ax.contour(block_grouping.mask(j)[0].float(), levels=[0.5], colors="cyan", linewidths=1)
-    ax.set(xticks=[], yticks=[], title=f"vary group {j + 1}")
-    ax.grid(False)
-fig.suptitle("Fig. 1c: mean |Δx| when one latent group is resampled (cyan: its block)", fontsize=9)
-fig.tight_layout()
-report.figure(fig, "fig1c_change_maps");
+
+# %% [markdown]
+# Two Fig. 1c figures. The first shows 8 decoded base samples, then the same latents with the latent of
+# group 1 (the top-left block, generated first) resampled, and with that of group 9 (bottom-right, generated
+# last) resampled. The second maps, for each varied group j, the mean |Δx| per pixel over the `n_locality`
+# latents on one shared colour scale, with group j's block outlined in cyan: a local latent lights up only
+# inside its outline.
+
+# %%
+report.figure(plotting.image_panels({"base": x_base[:8], **variations}, nrow=4, size=2.0),
+              "fig1c_latent_variation")
+report.figure(plotting.change_maps(torch.stack(change_maps),
+                                   torch.stack([block_grouping.mask(j)[0] for j in range(9)])),
+              "fig1c_change_maps")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -531,20 +591,27 @@ print(locality.to_string(index=False, float_format="%.3g"))
 
 # %%
 last = locality.iloc[-1]
-claims.report("Fig. 1c: varying the latent of the last-generated block changes only that block (outside / inside < 0.1)",
-              f"mean|Δ| inside {last['inside']:.3g}, outside {last['outside']:.3g}, ratio {last['outside / inside']:.2g}",
-              last["outside / inside"] < 0.1)
-if scalar:
-    claims.report("Fig. 1c contrast: the block-wise latent is far more local than a scalar schedule's (ratio < ½ of k = 1's)",
-                  f"last block: outside / inside {last['outside / inside']:.2g} (GDM blocks) vs {last['outside / inside, k = 1']:.2g} "
-                  f"(k = 1, same latents and NFE)", last["outside / inside"] < 0.5 * last["outside / inside, k = 1"])
+claims.report("Fig. 1c: varying the latent of the last-generated block changes only that block "
+              "(outside / inside < 0.1)",
+              f"mean|Δ| inside {last['inside']:.3g}, outside {last['outside']:.3g}, "
+              f"ratio {last['outside / inside']:.2g}", last["outside / inside"] < 0.1,
+              values={"outside / inside": last["outside / inside"]})
+if has_scalar:
+    claims.report("Fig. 1c contrast: the block-wise latent is far more local than a scalar schedule's "
+                  "(ratio < ½ of k = 1's)",
+                  f"last block: outside / inside {last['outside / inside']:.2g} (GDM blocks) vs "
+                  f"{last['outside / inside, k = 1']:.2g} (k = 1, same latents and NFE)",
+                  last["outside / inside"] < 0.5 * last["outside / inside, k = 1"],
+                  values={"blocks": last["outside / inside"], "k = 1": last["outside / inside, k = 1"]})
 b_max = float(locality["before / inside"].max())
-claims.report("Prop. 3.3 consequence: varying group j leaves the groups generated before j (nearly) unchanged "
-              "(before / inside < 0.1 for every j)", f"max over j of before / inside = {b_max:.2g}", b_max < 0.1)
+claims.report("Prop. 3.3 consequence: varying group j leaves the groups generated before j (nearly) "
+              "unchanged (before / inside < 0.1 for every j)", f"max over j of before / inside = {b_max:.2g}",
+              b_max < 0.1, values={"max before / inside": b_max})
 a_mean, b_mean = float(locality["after / inside"].mean()), float(locality["before / inside"].mean())
 claims.report("Caveat measured: under the ODE, varying group j also moves the groups generated after j "
               "(generated conditionally on it) more than those before it",
-              f"mean over j: after / inside {a_mean:.2g}, before / inside {b_mean:.2g}", a_mean > b_mean)
+              f"mean over j: after / inside {a_mean:.2g}, before / inside {b_mean:.2g}", a_mean > b_mean,
+              values={"mean after / inside": a_mean, "mean before / inside": b_mean})
 
 # %% [markdown]
 # ## Claims, metrics
@@ -554,13 +621,18 @@ claims.report("Caveat measured: under the ODE, varying group j also moves the gr
 # %%
 wall["sample"] = time.perf_counter() - wall["sample"]
 report.claims(claims)
+fig5 = {"best_order": best_o, "best_mean": o_stats[best_o][0], "worst_order": worst_o,
+        "worst_mean": o_stats[worst_o][0], "n_orders": n_orders, "mean_run_std": within}
+if spread is not None:  # one order has no spread
+    fig5["spread_of_means"] = spread
 headline = report.metrics(
     metric=quality_name, dataset=data_name, floor=fl[0],
     table1={s: {"mean": t1_stats[s][0], "std": t1_stats[s][1]} for s in STRATEGIES},
-    table1_paper_fid10k=PAPER_T1, table1_best=best, table1_nfe=table1_nfe, table1_shared_network=table1_shared,
-    fig5={"best_order": best_o, "best_mean": o_stats[best_o][0], "worst_order": worst_o, "worst_mean": o_stats[worst_o][0],
-          "n_orders": n_orders, "spread_of_means": spread, "mean_run_std": within},
-    fig11={f"k={k}": {f"nfe={n}": float(ds_k.quality.sel(k=k, nfe=n).mean()) for n in fig11_nfe if n >= k} for k in fig11_k},
+    table1_paper_fid10k=PAPER_T1, table1_best=best, table1_nfe=table1_nfe,
+    table1_shared_network=table1_shared,
+    fig5=fig5,
+    fig11={f"k={k}": {f"nfe={n}": float(ds_k.quality.sel(k=k, nfe=n).mean()) for n in fig11_nfe if n >= k}
+           for k in fig11_k},
     fig1c={"last_group_outside_over_inside": float(last["outside / inside"]), "max_before_over_inside": b_max,
            "mean_after_over_inside": a_mean},
     final_loss={name: float(h["loss"].iloc[-1]) for name, h in history.groupby("model")},
@@ -570,8 +642,8 @@ headline = report.metrics(
 # NBVAL_IGNORE_OUTPUT
 print(claims.markdown())
 print(f"wall time: training {wall['train']:.0f} s, sampling and metrics {wall['sample']:.0f} s, "
-      f"total {time.perf_counter() - wall['start']:.0f} s; CPU time of this kernel {time.process_time():.0f} s "
-      f"(threads={threads}; the CPU may be shared with other work)")
+      f"total {time.perf_counter() - wall['start']:.0f} s; "
+      f"CPU time of this kernel {time.process_time():.0f} s (threads={threads}; the CPU may be shared)")
 
 # %%
 print(claims.summary())
