@@ -367,6 +367,11 @@ report.metrics(
     fig1c_ratio_trained_scalar=fig1c["trained", "scalar"],
     final_loss={NAMES[s]: float(h["loss"].iloc[-1]) for s, h in history.groupby("schedule")},
 )
+headline = report.headline(  # what `dvc metrics show` prints for this section
+    ed_floor=f, ed_oracle_gdm=ed["oracle", "gdm"], ed_trained_scalar=ed["trained", "scalar"],
+    ed_trained_gdm=ed["trained", "gdm"], prop33_trained_gdm=prop33["trained", "gdm"],
+    fig1c_trained_gdm=fig1c["trained", "gdm"],
+)
 sample_sets = torch.stack([samples[m] for m in samples] + [x_ref])  # (set, n, coord)
 report.dataset(xr.Dataset({"sample": (("set", "n", "coord"), sample_sets.numpy())},
                           coords={"set": [LABELS[m] for m in samples] + ["data"], "coord": ["x1", "x2"]}),

@@ -502,6 +502,11 @@ report.metrics(
     oa_ed=dict(zip(oa_table["samples"], oa_table["energy_distance"])),
     final_loss={name: float(h["loss"].iloc[-1]) for name, h in history.groupby("model")},
 )
+headline = report.headline(  # what `dvc metrics show` prints for this section
+    prop31_loss_rel_diff=rel_loss, prop31_sampling_max_diff=max_diff,
+    ar_diversity_nj1=div[AR, 1], ar_diversity_nj_many=div[many],
+    cdm_stage1_dep_group2=dep_g1, cdm_stage1_dep_grid=dep_g0,
+)
 report.dataset(xr.Dataset(
     {"ar_samples": (("ar_set", "n", "component"),
                     torch.stack([v.flatten(1) for v in ar_sets.values()]).numpy()),

@@ -625,7 +625,7 @@ fig5 = {"best_order": best_o, "best_mean": o_stats[best_o][0], "worst_order": wo
         "worst_mean": o_stats[worst_o][0], "n_orders": n_orders, "mean_run_std": within}
 if spread is not None:  # one order has no spread
     fig5["spread_of_means"] = spread
-headline = report.metrics(
+report.metrics(
     metric=quality_name, dataset=data_name, floor=fl[0],
     table1={s: {"mean": t1_stats[s][0], "std": t1_stats[s][1]} for s in STRATEGIES},
     table1_paper_fid10k=PAPER_T1, table1_best=best, table1_nfe=table1_nfe,
@@ -636,6 +636,11 @@ headline = report.metrics(
     fig1c={"last_group_outside_over_inside": float(last["outside / inside"]), "max_before_over_inside": b_max,
            "mean_after_over_inside": a_mean},
     final_loss={name: float(h["loss"].iloc[-1]) for name, h in history.groupby("model")},
+)
+headline = report.headline(  # what `dvc metrics show` prints for this section
+    floor=fl[0], bottom_top=t1_stats["Bottom→Top"][0], cdm=t1_stats["CDM"][0],
+    cdm_inv=t1_stats["CDM-inv"][0], fig5_best_minus_worst=o_stats[worst_o][0] - o_stats[best_o][0],
+    fig1c_last_outside_inside=float(last["outside / inside"]),
 )
 
 # %%
