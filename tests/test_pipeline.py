@@ -65,7 +65,7 @@ value * 2
 
 # %%
 (out / "metrics.json").write_text(json.dumps({"value": value, "tiny": 4.8e-7}) + "\\n")
-(out / "headline.json").write_text(json.dumps({"value": value}) + "\\n")
+(out / "headline.json").write_text(json.dumps({"value": value, "tiny": 4.8e-7}) + "\\n")
 '''
 PARAMS = {"profile": "laptop", "00_tiny": {"smoke": {"value": 1.0, "fail": False},
                                            "laptop": {"value": 2.0, "fail": False},
