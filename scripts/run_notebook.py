@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -335,6 +336,54 @@ def _load_history(path: Path) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------- the two modes
 
+def _param_names_in(tree, expr, params: dict) -> set[str]:
+    """Parameters named in ``expr``, following a loop variable to what its loop iterates over."""
+    import ast
+
+    names = {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+    found = names & set(params)
+    for loop in ast.walk(tree):  # `for name, steps in (("ar", ar_steps), ...)`, also in comprehensions
+        if isinstance(loop, (ast.For, ast.comprehension)):
+            bound = {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
+            if bound & (names - found):
+                found |= {n.id for n in ast.walk(loop.iter) if isinstance(n, ast.Name)} & set(params)
+    return found
+
+
+def _param_hint(nb, params: dict, message: str, stem: str, profile: str) -> str:
+    """Which params.yaml keys feed the library setting an error names (e.g. TrainConfig.steps).
+
+    The notebook's ``TrainConfig(steps=train_steps, ...)`` calls are read with ``ast``: the parameters
+    named in the keyword's value are the keys the user wrote; failing that, parameters whose name
+    contains the field (``steps`` -> ``ar_steps``, ``cdm_steps``).
+    """
+    import ast
+
+    fields = sorted(set(re.findall(r"TrainConfig\.(\w+)", message or "")))
+    hints = []
+    for field in fields:
+        keys: set[str] = set()
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) \
+                        == "TrainConfig":
+                    for kw in node.keywords:
+                        if kw.arg == field:
+                            keys |= _param_names_in(tree, kw.value, params)
+        keys = keys or {k for k in params if field in k}
+        if keys:
+            hints.append(f"TrainConfig.{field} is set by params.yaml "
+                         f"{'key' if len(keys) == 1 else 'keys'} {', '.join(sorted(keys))} "
+                         f"(block {stem}, profile {profile}): correct the value there.\n")
+    return "".join(hints)
+
+
 def run_profile(source: Path, profile: str | None, out_dir: str | None) -> Path:
     import nbformat
     import papermill
@@ -379,6 +428,7 @@ def run_profile(source: Path, profile: str | None, out_dir: str | None) -> Path:
             progress=progress, kernel_manager_class=_kernel_manager_class())
     except PapermillExecutionError as err:
         _fail(f"{source.name} stopped in cell {err.exec_count} with {err.ename}: {err.evalue}\n"
+              f"{_param_hint(nb, params, err.evalue, stem, profile)}"
               f"(the executed notebook, with the traceback, is {_show(target)}; the previous outputs in "
               f"{_show(final)}/ are unchanged)")
     except DeadKernelError as err:

@@ -80,3 +80,18 @@ def test_runner_stops_on_a_missing_paper_dataset(capsys, monkeypatch, tmp_path):
         runner._check_dataset({"dataset": "cifar10", "image_size": 32}, "paper")
     err = capsys.readouterr().err
     assert "needs the dataset 'cifar10'" in err and "place the files there" in err and "--profile laptop" in err
+
+
+@pytest.mark.parametrize("stem, field, keys", [
+    ("01_gaussian_mixture", "steps", "key train_steps"),
+    ("01_gaussian_mixture", "lr", "key lr"),
+    ("02_ar_cdm_equivalence", "steps", "keys ar_steps, cdm_steps, oa_steps"),
+])
+def test_a_training_error_names_the_params_yaml_key(stem, field, keys):
+    # TrainConfig says "TrainConfig.steps must be > 0"; the user wrote `train_steps:` in params.yaml
+    runner = _runner()
+    nb = jupytext.read(ROOT / "notebooks" / f"{stem}.py")
+    _, params = runner.companion.profile_params(PARAMS, stem, "laptop")
+    hint = runner._param_hint(nb, params, f"TrainConfig.{field} must be > 0, got -5", stem, "laptop")
+    assert f"TrainConfig.{field} is set by params.yaml {keys} (block {stem}, profile laptop)" in hint
+    assert runner._param_hint(nb, params, "some other error", stem, "laptop") == ""
