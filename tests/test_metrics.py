@@ -250,3 +250,51 @@ def test_group_locality():
         M.group_locality(x, pert, torch.ones(4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="differ in shape"):
         M.group_locality(x, pert[:1], mask)
+
+
+def _linear_model(A: torch.Tensor, shift: float = 0.0):
+    from gdmkit.paths import Prediction
+
+    def model(chi_t, t):
+        x_hat = chi_t @ A.T.to(chi_t)
+        return Prediction(x_hat, chi_t - x_hat, x_hat + shift)
+    return model
+
+
+def test_denoiser_jacobian_of_a_linear_denoiser_is_its_matrix_in_absolute_value():
+    from gdmkit import metrics as M
+
+    A = torch.tensor([[0.5, -2.0, 0.0], [1.0, 0.0, 3.0], [0.0, 0.0, -1.0]], dtype=torch.float64)
+    chi = torch.randn(7, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    J = M.denoiser_jacobian(_linear_model(A), chi, torch.full((7,), 0.3, dtype=torch.float64))
+    torch.testing.assert_close(J, A.abs())
+
+
+def test_denoiser_jacobian_shows_prop_3_3_for_the_oracle():
+    # GDM Prop. 3.3: for t > t_end of x2's group the optimal denoiser ignores (x_t)_2 exactly; under the
+    # scalar schedule it does not.
+    from gdmkit import bases, groupings, metrics as M, oracles, paths, schedules
+
+    mix = oracles.GaussianMixture(torch.ones(2), torch.tensor([[1.0, 1.0], [-1.0, -1.0]]),
+                                  0.1 * torch.eye(2).expand(2, 2, 2))
+    g = torch.Generator().manual_seed(1)
+    x0, z = mix.sample(64, g).double(), torch.randn(64, 2, generator=g, dtype=torch.float64)
+    t = torch.full((64,), 0.75, dtype=torch.float64)
+    J = {}
+    for name, grouping in (("gdm", groupings.per_element((2,))), ("scalar", groupings.single((2,)))):
+        path = paths.DiagonalPath(bases.Pixel((2,)).double(), schedules.GroupwiseSchedule(grouping))
+        J[name] = M.denoiser_jacobian(mix.denoiser(path), path.noise(x0, t, z), t)
+    assert J["gdm"][:, 1].max() <= 1e-12 < J["gdm"][0, 0]
+    assert J["scalar"][:, 1].max() > 0.1
+
+
+def test_velocity_error_is_zero_against_itself_and_the_squared_offset_otherwise():
+    from gdmkit import metrics as M
+
+    A = torch.eye(2, dtype=torch.float64) * 0.5
+    chi = torch.randn(5, 2, generator=torch.Generator().manual_seed(2))
+    t = torch.full((5,), 0.5)
+    same = M.velocity_error(_linear_model(A), _linear_model(A), chi, t)
+    assert torch.equal(same, torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(M.velocity_error(_linear_model(A, shift=0.25), _linear_model(A), chi, t),
+                               torch.full((2,), 0.0625, dtype=torch.float64))

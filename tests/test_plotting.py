@@ -339,3 +339,20 @@ def test_efficiency_curves_log_axes_label_the_nfe_values_and_three_ticks_each():
     assert _verbatim(ax.get_title()) == "Fig. 11: k right→left strips, Euler"
     with pytest.raises(ValueError, match="dims"):
         plotting.efficiency_curves(ds.rename({"nfe": "steps"}))
+
+
+def test_trend_lines_draw_one_line_per_model_with_references_on_labelled_log_axes():
+    df = pd.DataFrame({"steps": [2500, 10000, 20000] * 2, "ED": [4e-3, 1e-3, 5e-4, 2e-3, 6e-4, 3.4e-4],
+                       "model": ["GDM"] * 3 + ["scalar"] * 3})
+    fig = plotting.trend_lines(df, "steps", "ED", "model", {"oracle": 4.2e-4, "data floor": 3e-4},
+                               xlabel="training steps", ylabel="energy distance", title="budget trend, ED")
+    assert _check_readable(fig) == 1
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert {2500.0, 10000.0, 20000.0} <= set(ax.get_xticks())
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert labels == ["GDM", "scalar", "oracle", "data floor"]
+    assert np.allclose(ax.get_lines()[1].get_ydata(), [2e-3, 6e-4, 3.4e-4])
+    assert _verbatim(ax.get_title()) == "budget trend, ED"
+    with pytest.raises(ValueError, match="trend_lines"):
+        plotting.trend_lines(df, "steps", "quality", "model")

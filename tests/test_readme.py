@@ -83,3 +83,12 @@ def test_metrics_commands_run_as_printed(command: str):
             assert key in out.stdout, f"{command} does not show {f.parent.name}'s {key}"
             if isinstance(value, float):  # printed as stored, never rounded (4.8e-07 once showed as 0.0)
                 assert str(value) in out.stdout, f"{command} prints {key} = {value} otherwise"
+
+
+def test_the_results_section_is_what_reports_give():
+    out = subprocess.run([sys.executable, "scripts/readme_results.py", "--check"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "<!-- results:start -->" in README and "## Results" in README
+    for stem in ("01_gaussian_mixture", "02_ar_cdm_equivalence", "03_grouping_ordering"):
+        assert f"reports/{stem}/figures/" in README and f"reports/{stem}/tables/claims.md" in README

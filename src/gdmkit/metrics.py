@@ -22,7 +22,8 @@ from .features import FeatureExtractor, WeightsNotFoundError, extract, fid_updat
 __all__ = [
     "Metric", "energy_distance", "sliced_wasserstein", "frechet_distance", "feature_stats",
     "frechet_feature_distance", "sample_quality", "SampleQuality", "separable", "perceptual_variance",
-    "factor_sensitivity", "estimate_shape_factors", "Locality", "group_locality",
+    "factor_sensitivity", "estimate_shape_factors", "Locality", "group_locality", "denoiser_jacobian",
+    "velocity_error",
 ]
 
 
@@ -277,3 +278,50 @@ def group_locality(x_ref: Tensor, x_pert: Tensor, mask: Tensor) -> Locality:
         raise ValueError("mask must select some but not all elements; pass the perturbed group's region")
     d = (x_pert - x_ref).abs().double()
     return Locality(float(d[m].mean()), float(d[~m].mean()))
+
+
+# --------------------------------------------------------------------------- denoisers against oracles
+
+def denoiser_jacobian(model, chi_t: Tensor, t: Tensor) -> Tensor:
+    """Mean over examples of |∂χ̂_o / ∂(χ_t)_i|: how much E[χ | χ_t] moves with each input component.
+
+    GDM Prop. 3.3: for a component whose group is not generated yet (pure noise at time t) the optimal
+    denoiser's column is exactly zero; a trained one's is small only as far as it learned that.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(chi_t, t) -> Prediction`` (``DiagonalPath.denoiser(net)`` or an oracle's denoiser).
+    chi_t : Tensor, shape (B, d)
+        States in χ coordinates (any dtype the model takes; use float64 for an oracle).
+    t : Tensor, shape (B,)
+
+    Returns
+    -------
+    Tensor, shape (d, d), float64
+        ``J[o, i]`` = mean_b |∂χ̂_o/∂(χ_t)_i| at example b (one backward pass per output component).
+    """
+    if chi_t.dim() != 2:
+        raise ValueError(f"denoiser_jacobian expects flat states (B, d), got {tuple(chi_t.shape)}; "
+                         "flatten images first (or pass a low-dimensional toy)")
+    chi_t = chi_t.detach().requires_grad_(True)
+    with torch.enable_grad():
+        x_hat = model(chi_t, t).x_hat  # (B, d)
+        rows = []
+        for o in range(x_hat.shape[1]):  # row o of every per-example Jacobian at once
+            (g,) = torch.autograd.grad(x_hat[:, o].sum(), chi_t, retain_graph=True)
+            rows.append(g.abs().double().mean(0))
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def velocity_error(model, reference, chi_t: Tensor, t: Tensor) -> Tensor:
+    """Mean over examples of (v − v_ref)² per component: where a trained model's probability-flow
+    velocity (GDM eq. 9, 13) departs from the exact one of ``reference`` (an oracle's denoiser).
+
+    ``chi_t`` (B, *event_shape) and ``t`` (B,) are given in the model's dtype; the reference is evaluated
+    in float64 and its velocity cast back. Returns a float64 tensor of shape event_shape.
+    """
+    v = model(chi_t, t).v
+    v_ref = reference(chi_t.double(), t.double()).v.to(v.dtype)
+    return (v - v_ref).double().square().mean(0)

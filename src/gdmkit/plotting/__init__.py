@@ -1,7 +1,7 @@
 """Figures for the notebooks: generative processes, sample panels, image grids, result-set charts.
 
 Every function builds and returns a matplotlib Figure (seaborn style, see :func:`use_style`); saving
-is :meth:`gdmkit.results.Report.figure`'s job. Inputs are structured data, never display labels to
+is :meth:`gdmkit.companion.Report.figure`'s job. Inputs are structured data, never display labels to
 parse: images (N, C, H, W) in [-1, 1]; 2-D point clouds (N, 2); a *process* is a list of (t, x_t)
 snapshots, t from 1 (noise) down to 0 (data); pandas DataFrames with named columns; the xarray result
 sets the notebooks save.
@@ -13,14 +13,14 @@ verbatim (no mathtext) and wrapped at spaces to fit, never losing a character.
 """
 from __future__ import annotations
 
-from .charts import bar_panel, efficiency_curves, loss_curves, order_quality, table1_bars
+from .charts import bar_panel, efficiency_curves, loss_curves, order_quality, table1_bars, trend_lines
 from .images import change_maps, groupings_panels, image_grid, image_panels, image_process
 from .points import latent_variation_2d, scatter_panels, scatter_process, snapshots
 
 __all__ = [
     "use_style", "snapshots", "scatter_panels", "scatter_process", "latent_variation_2d",
     "image_grid", "image_panels", "image_process", "groupings_panels", "change_maps",
-    "loss_curves", "bar_panel", "table1_bars", "order_quality", "efficiency_curves",
+    "loss_curves", "bar_panel", "table1_bars", "order_quality", "efficiency_curves", "trend_lines",
 ]
 
 

@@ -198,3 +198,31 @@ def efficiency_curves(ds, title: str = "Fig. 11: sample quality against NFE for 
     readable_ticks(ax)
     fit_titles(fig)
     return fig
+
+
+def trend_lines(df, x: str, y: str, hue: str, reference: Mapping[str, float] | None = None, *,
+                logx: bool = True, logy: bool = True, xlabel: str | None = None, ylabel: str | None = None,
+                title: str = ""):
+    """A measurement against a budget or a time, one line per ``hue`` value (e.g. ED against training
+    steps, the budget trend behind a claim that does not hold yet), with reference levels (the exact
+    oracle, the data floor) as dashed horizontal lines.
+
+    ``df``: a DataFrame with columns ``x``, ``y`` and ``hue`` (one row per point).
+    """
+    _require(df.columns, [x, y, hue], "trend_lines")
+    fig, ax = plt().subplots(figsize=(5.0, 3.2))
+    for name, part in df.groupby(hue, sort=False):
+        part = part.sort_values(x)
+        ax.plot(part[x].to_numpy(float), part[y].to_numpy(float), marker="o", ms=4, label=str(name))
+    for i, (name, level) in enumerate((reference or {}).items()):
+        ax.axhline(float(level), ls="--", lw=1, color=f"C{7 + i % 3}", label=name)
+    if logx:
+        log_axis(ax, "x", at=sorted(set(df[x].to_numpy(float))))
+    if logy:
+        log_axis(ax, "y")
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y)
+    ax.legend(fontsize=LEGEND_SIZE, title=hue, title_fontsize=LEGEND_SIZE)
+    set_title(ax, title)
+    readable_ticks(ax)
+    fit_titles(fig)
+    return fig
