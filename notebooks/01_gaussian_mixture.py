@@ -44,6 +44,8 @@
 # 5. Fig. 1c: varying the latent of the group generated last (z₂) changes only x₂ — asserted for the
 #    oracle, reported for the trained GDM, and contrasted with the scalar baseline, where it moves both
 #    coordinates.
+# 6. The trained GDM comes within 2× of the exact-oracle sampler, and approaches it as the training
+#    budget grows (the budget trend) — reported, with where its velocity still departs from the oracle's.
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | laptop | paper (params.yaml); the defaults here are the smoke profile
@@ -62,6 +64,8 @@ train_steps = 1500
 batch_size = 256
 lr = 0.003
 ema_decay = 0.99
+lr_schedule = "linear"  # "constant" or "linear" (annealed to 0 at train_steps, GDM App. B)
+budget_steps = [500]  # smaller training budgets for the budget trend (each trains both models once more)
 steps_per_group = 50  # Euler steps N_j per group; the scalar model gets k × this, the same NFE
 n_jacobian = 256
 n_locality = 256
@@ -120,7 +124,7 @@ for s, path in gdm_paths.items():
 
 # %%
 cfg = TrainConfig(steps=train_steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
-                  log_every=max(1, train_steps // 50), seed=seed)
+                  lr_schedule=lr_schedule, log_every=max(1, train_steps // 50), seed=seed)
 trained, history = {}, []
 for s, path in gdm_paths.items():
     torch.manual_seed(seed)  # the same initial weights for both schedules
@@ -244,11 +248,8 @@ jac = torch.zeros(len(jac_dtypes), len(t_probe), 2, 2, dtype=torch.float64)  # (
 for m, ((kind, s), dtype) in enumerate(jac_dtypes.items()):
     for a, t in enumerate(t_probe):
         t_full = torch.full((len(x0),), t, dtype=torch.float64)
-        chi_t = gdm_paths[s].noise(x0, t_full, z).to(dtype).requires_grad_(True)
-        x_hat = denoisers[kind, s](chi_t, torch.full((len(x0),), t, dtype=dtype)).x_hat
-        for out in range(2):  # one row of the per-example Jacobians at a time
-            (g,) = torch.autograd.grad(x_hat[:, out].sum(), chi_t, retain_graph=True)
-            jac[m, a, out] = g.abs().double().mean(0)
+        chi_t = gdm_paths[s].noise(x0, t_full, z).to(dtype)
+        jac[m, a] = metrics.denoiser_jacobian(denoisers[kind, s], chi_t, t_full.to(dtype))
 
 # %%
 jac_da = xr.DataArray(jac.numpy(), dims=("model", "t", "output", "input"),
@@ -354,6 +355,115 @@ claims.report("Fig. 1c contrast, scalar schedule: varying z2 moves x1 too (ratio
                       "fig1c_ratio_trained_scalar": fig1c["trained", "scalar"]})
 
 # %% [markdown]
+# ## Where the trained GDM departs from the oracle
+#
+# Before spending more training, locate the error. `metrics.velocity_error` gives, per coordinate, the
+# mean squared difference between a trained network's probability-flow velocity and the oracle's
+# exact one (GDM eq. 9), on states x_t of the forward process at times across [0, 1]. Under GDM a
+# coordinate moves only inside its group's interval, so its error is exactly zero outside it.
+
+# %%
+t_diag = [0.05, 0.25, 0.45, 0.55, 0.75, 0.95]
+z_diag = torch.randn(x_ref.shape, generator=torch.Generator().manual_seed(seed + 6))
+rows = []
+for s, path in gdm_paths.items():
+    for t in t_diag:
+        t_full = torch.full((len(x_ref),), t)
+        err = metrics.velocity_error(denoisers["trained", s], denoisers["oracle", s],
+                                     path.noise(x_ref, t_full, z_diag), t_full)
+        rows += [{"model": NAMES[s], "t": t, "coordinate": f"x{i + 1}", "velocity_error": float(e)}
+                 for i, e in enumerate(err)]
+v_err = pd.DataFrame(rows)
+report.table(v_err, "velocity_error")
+
+# %% [markdown]
+# The figure shows the squared velocity error against t, one line per model and coordinate (log
+# scale; GDM's exact zeros outside each interval are left out). Both models err most where a
+# coordinate is nearly clean — the end of its interval, t → 0 for the scalar model, t → 0.5⁺ for GDM's
+# x₁ and t → 0 for its x₂. GDM's velocity there is A′u with |A′| = 2, so the same error in u costs
+# four times as much, and each group is trained only on the times of its own interval (half of them):
+# every GDM group is a scalar model compressed into half the time, learned from half the samples.
+
+# %%
+v_lines = v_err[v_err["velocity_error"] > 0].assign(line=lambda d: d["model"] + ", " + d["coordinate"])
+report.figure(plotting.trend_lines(v_lines, "t", "velocity_error", "line", logx=False,
+                                   xlabel="time t", ylabel="mean (v − v_oracle)²",
+                                   title="velocity error of the trained models against the oracle"),
+              "velocity_error")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(v_err.pivot_table(index="t", columns=["model", "coordinate"], values="velocity_error").to_string(
+    float_format="%.2g"))
+
+# %% [markdown]
+# ## Budget trend: the trained models approach the oracle
+#
+# The same networks, trained again with smaller budgets (`budget_steps`, the same learning-rate
+# schedule and seed), sampled from the same latents: energy distance to held-out data and the Prop. 3.3
+# ratio against the number of training steps. A claim that does not hold at this profile should show
+# a trend towards the oracle here, not a plateau.
+
+# %%
+budget_rows = []
+for steps in [*budget_steps, train_steps]:
+    for s, path in gdm_paths.items():
+        if steps == train_steps:
+            net_b = trained[s]
+        else:
+            torch.manual_seed(seed)  # the same initial weights as the main run
+            cfg_b = TrainConfig(**{**cfg.to_dict(), "steps": steps, "log_every": max(1, steps // 50)})
+            net_b = companion.cached_train(path.loss_fn(), nets.MLP(2, hidden, depth, emb_dim), x_train,
+                                           cfg_b, device=device).ema.cpu().eval()
+        x_b = path.to_x(sampling.euler(path.denoiser(net_b), latents, grids[s]))
+        t_full = torch.full((len(x0),), t_probe[-1])
+        chi_t = path.noise(x0, t_full.double(), z).float()
+        J = metrics.denoiser_jacobian(path.denoiser(net_b), chi_t, t_full)  # (out, in)
+        budget_rows.append({"model": NAMES[s], "steps": steps,
+                            "energy_distance": metrics.energy_distance(x_b, x_ref),
+                            "prop33_ratio_t0.9": float(J[:, 1].max() / J[:, 0].max())})
+budget = pd.DataFrame(budget_rows)
+report.table(budget, "budget_trend")
+
+# %% [markdown]
+# Energy distance against training steps (log–log), with the oracle GDM sampler and the data-vs-data
+# floor as dashed lines: how far each budget is from what the algorithm reaches with the exact denoiser.
+
+# %%
+report.figure(plotting.trend_lines(budget, "steps", "energy_distance", "model",
+                                   {"oracle GDM": ed["oracle", "gdm"], "data floor": f},
+                                   xlabel="training steps", ylabel="energy distance to held-out data",
+                                   title="budget trend: trained models against the oracle"),
+              "budget_trend")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(budget.to_string(index=False, float_format="%.3g"))
+
+# %% [markdown]
+# Reading the trend: where the energy distance keeps falling, more training of the same kind closes the
+# gap to the oracle. Where the Prop. 3.3 ratio stalls while the energy distance still falls, budget alone
+# will not bring it below 0.1: with the u-target (eq. 8) the network must cancel (x_t)₂ exactly, a slope of
+# −1 on an input that carries no information, and plain MSE leaves a residual dependence; the ratio at
+# t = 0.9 also divides by a small ∂x̂/∂(x_t)₁ (x₁ is 80 % noise there), which magnifies that residual.
+
+# %%
+b_gdm = budget[budget["model"] == NAMES["gdm"]].sort_values("steps")
+ed_b, r_b, steps_b = (b_gdm[c].tolist() for c in ("energy_distance", "prop33_ratio_t0.9", "steps"))
+ed_txt, r_txt = (" → ".join(f"{v:.2g}" for v in vals) for vals in (ed_b, r_b))
+claims.report("Budget trend: the trained GDM's energy distance falls with every increase of the budget",
+              f"steps {steps_b}: ED {ed_txt} (oracle {ed['oracle', 'gdm']:.2g})",
+              all(b < a for a, b in zip(ed_b, ed_b[1:])), values={"ed_budget": ed_b})
+claims.report("Budget trend: the Prop. 3.3 ratio (t = 0.9) is still falling at the largest budget "
+              "(the last increase lowers it by more than 10 %)",
+              f"steps {steps_b}: ratio {r_txt}", len(r_b) > 1 and r_b[-1] < 0.9 * r_b[-2],
+              values={"ratio_budget": r_b})
+claims.report("The trained GDM is within 2× of the exact-oracle GDM sampler",
+              f"ED {ed['trained', 'gdm']:.2g} vs oracle {ed['oracle', 'gdm']:.2g}",
+              ed["trained", "gdm"] <= 2 * ed["oracle", "gdm"],
+              values={"ed_trained_gdm": ed["trained", "gdm"], "ed_oracle_gdm": ed["oracle", "gdm"]})
+
+# %% [markdown]
 # ## Claims, metrics and result sets
 
 # %%
@@ -366,6 +476,7 @@ report.metrics(
     fig1c_ratio_oracle_gdm=fig1c["oracle", "gdm"], fig1c_ratio_trained_gdm=fig1c["trained", "gdm"],
     fig1c_ratio_trained_scalar=fig1c["trained", "scalar"],
     final_loss={NAMES[s]: float(h["loss"].iloc[-1]) for s, h in history.groupby("schedule")},
+    budget_ed={f"{r.model}, {r.steps} steps": r.energy_distance for r in budget.itertuples()},
 )
 headline = report.headline(  # what `dvc metrics show` prints for this section
     ed_floor=f, ed_oracle_gdm=ed["oracle", "gdm"], ed_trained_scalar=ed["trained", "scalar"],

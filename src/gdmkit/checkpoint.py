@@ -9,10 +9,9 @@ A checkpoint file holds every tensor of a training run in its tensor table (``ne
   :func:`gdmkit.config.split_tensors`) with their fingerprints, optimizer scalars, ``extra``;
 - ``"gdmkit.sha256"``: the sha256 of that metadata string and of every tensor (dtype, shape, bytes).
 
-So :func:`load_trained` rebuilds network, EMA, loss and path from the file alone, and every load
-verifies the checksums: a truncated, corrupted or foreign file raises :class:`CheckpointError` naming
-the file and what to do. Writes go through :func:`gdmkit.files.atomic_write` (old file or new, never half).
-"""
+So :func:`load_trained` rebuilds network, EMA, loss and path from the file alone; every load verifies
+the checksums (a truncated, corrupted or foreign file raises :class:`CheckpointError` naming the file
+and what to do). Writes go through :func:`gdmkit.files.atomic_write`."""
 
 from __future__ import annotations
 
@@ -199,10 +198,8 @@ def _read_header(path: Path) -> tuple[dict, dict | None, set[str]]:
         raise FileNotFoundError(f"no checkpoint at {path}; pass a run's ckpt_dir or a .safetensors file.")
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(9)  # the header length (u64, little endian), then the header's JSON "{"
+        head = f.read(9)  # u64 header length, then the JSON's "{" (a length 128 + 256m starts like a pickle)
         n = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
-        # Decide from the JSON brace, not the first byte: a header length of 128 + 256 m starts
-        # with 0x80 like a pickle does.
         if len(head) == 9 and (head[8:9] != b"{" or n > 100_000_000):
             raise _not_safetensors(path, head)
         f.seek(8)

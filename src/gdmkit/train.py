@@ -6,9 +6,8 @@ writes checkpoints (:mod:`gdmkit.checkpoint`) that a later call resumes from wit
 step. Schedule parameters drawn per batch (random orders, GUD softness a and b, ordering r) are the
 loss function's business: it receives a generator seeded per step.
 
-Reproducibility: the batch, the loss generator and the global RNG (dropout) of step ``s`` are
-derived from ``(cfg.seed, s)`` only, so a resumed run sees exactly what an uninterrupted run would,
-and on CPU ends with bit-identical weights. The learning rate of step ``s`` is a function of ``s``.
+Reproducibility: the batch, the loss generator and the global RNG (dropout) of step ``s`` derive from
+``(cfg.seed, s)`` only, so a resumed run sees what an uninterrupted run would (on CPU bit-identically).
 """
 
 from __future__ import annotations
@@ -388,8 +387,7 @@ def train(loss_fn: Callable[[nn.Module, Tensor, torch.Generator], Tensor], net: 
     device : torch.device or str, optional
         Default: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU.
     progress : bool or text stream
-        Show a tqdm bar (rank 0 only): True on stderr, or on the stream given (e.g. ``sys.__stderr__``,
-        the terminal behind a notebook kernel).
+        A tqdm bar (rank 0 only) on stderr, or on the stream given (e.g. a kernel's ``sys.__stderr__``).
     callback : callable, optional
         ``callback(step, loss, net, ema)`` after every completed step, on every rank.
 
@@ -425,9 +423,9 @@ def train(loss_fn: Callable[[nn.Module, Tensor, torch.Generator], Tensor], net: 
 def _run(loop: _Loop, callback, progress) -> None:
     cfg = loop.cfg
     devices = [loop.device.index] if loop.cuda else []
-    stream = None if isinstance(progress, bool) else progress
-    bar = tqdm(total=cfg.steps, initial=loop.step, disable=not progress or loop.d.rank != 0, desc="train",
-               file=stream, mininterval=1.0 if stream is not None else 0.1)
+    file = None if isinstance(progress, bool) else progress
+    bar = tqdm(total=cfg.steps, initial=loop.step, desc="train", file=file,
+               disable=not progress or loop.d.rank != 0)
     try:
         with torch.random.fork_rng(devices=devices):
             for step in range(loop.step + 1, cfg.steps + 1):
