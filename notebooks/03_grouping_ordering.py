@@ -105,6 +105,7 @@ n_locality = 32  # latents for the Fig. 1c locality measurement
 n_show = 4  # images per panel in the process figures
 
 # %%
+import sys
 import time
 
 import pandas as pd
@@ -646,9 +647,11 @@ headline = report.headline(  # what `dvc metrics show` prints for this section
 # %%
 # NBVAL_IGNORE_OUTPUT
 print(claims.markdown())
+# wall times go to the terminal behind the kernel, not into the notebook: they differ from run to run
 print(f"wall time: training {wall['train']:.0f} s, sampling and metrics {wall['sample']:.0f} s, "
       f"total {time.perf_counter() - wall['start']:.0f} s; "
-      f"CPU time of this kernel {time.process_time():.0f} s (threads={threads}; the CPU may be shared)")
+      f"CPU time of this kernel {time.process_time():.0f} s (threads={threads}; the CPU may be shared)",
+      file=sys.__stderr__)
 
 # %%
 print(claims.summary())
