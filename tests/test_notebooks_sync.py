@@ -95,3 +95,18 @@ def test_a_training_error_names_the_params_yaml_key(stem, field, keys):
     hint = runner._param_hint(nb, params, f"TrainConfig.{field} must be > 0, got -5", stem, "laptop")
     assert f"TrainConfig.{field} is set by params.yaml {keys} (block {stem}, profile laptop)" in hint
     assert runner._param_hint(nb, params, "some other error", stem, "laptop") == ""
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_has_a_gpu_profile_that_the_runner_refuses_without_cuda(source, capsys, monkeypatch):
+    block = PARAMS[source.stem]
+    assert "gpu" in block and str(block["gpu"]["device"]).startswith("cuda")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runner = _runner()
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main([str(source), "--profile", "gpu", "--out", "data/cache/never"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "profile 'gpu' trains on 'cuda' but no CUDA GPU is visible here" in err

@@ -19,7 +19,7 @@ import torch
 __all__ = ["PROFILES", "repo_root", "load_params", "profile_params", "parameter_defaults",
            "setup_notebook"]
 
-PROFILES = ("smoke", "laptop", "paper")
+PROFILES = ("smoke", "laptop", "gpu", "paper")
 _REFERENCE_PROFILE = "smoke"  # the profile that equals the notebook's defaults
 
 
