@@ -28,7 +28,7 @@ LONG = "AR (App. C.1: eq. 7, t = l/d), N_j=1"  # the title 02 used to split at i
 @pytest.fixture(autouse=True)
 def style():
     with matplotlib.rc_context():
-        plotting.use_style()  # the notebooks' style (results.setup_notebook)
+        plotting.use_style()  # the notebooks' style (companion.setup_notebook)
         yield
         plt.close("all")
 
