@@ -271,8 +271,16 @@ def bench_cuda(quick: bool) -> list[dict]:
                     speedup_vs_fp32=t["fp32"] / v, mem_key=k, batch=B) for k, v in t.items()]
 
 
+def bench_likelihood(quick: bool) -> list[dict]:
+    """bits/dim through the probability-flow ODE: gdmkit vs SciPy solve_ivp (benchmarks/likelihood_bench.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from likelihood_bench import bench_likelihood as run
+
+    return run(quick, _interleaved, _record)
+
+
 BENCHES = {"bases": bench_bases, "train_step": bench_train_step, "throughput": bench_throughput,
-           "sampling": bench_sampling, "cuda": bench_cuda}
+           "sampling": bench_sampling, "cuda": bench_cuda, "likelihood": bench_likelihood}
 
 
 def _run_one(name: str, quick: bool) -> list[dict]:
@@ -299,7 +307,10 @@ def main(argv=None):
         print(json.dumps(recs))
         return
     records = []
-    for name in args.only or list(BENCHES):
+    groups = args.only or list(BENCHES)
+    if args.only and Path(args.out).is_file():  # keep the other groups' records of the previous full run
+        records = [r for r in json.loads(Path(args.out).read_text())["records"] if r.get("group") not in groups]
+    for name in groups:
         cmd = [sys.executable, __file__, "--one", name] + (["--quick"] if args.quick else [])
         res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if res.returncode:
@@ -307,6 +318,7 @@ def main(argv=None):
             raise SystemExit(f"benchmark group {name!r} failed (exit {res.returncode})")
         recs = json.loads(res.stdout.strip().splitlines()[-1])
         for r in recs:
+            r["group"] = name
             for field in ("mem_key", "baseline_mem_key"):
                 if field in r:
                     r[field.replace("mem_key", "peak_memory_mb")] = _memory(name, r.pop(field), args.quick)

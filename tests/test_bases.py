@@ -353,3 +353,24 @@ def test_cuda_matches_cpu(bases, name):
     torch.testing.assert_close(gpu.from_coeffs(c).cpu(), x, atol=1e-5, rtol=1e-5)
     assert all(v.device.type == "cuda" for v in gpu.labels().values())
     assert isinstance(basis, Basis)
+
+
+def test_dense_bases_keep_one_cast_copy_per_dtype_and_follow_buffer_changes():
+    """PCA/Orthogonal cast their float64 U once per dtype and device, and again when U changes."""
+    import copy
+
+    from gdmkit.bases import Orthogonal
+    from gdmkit.bases.fitted import PCA
+
+    g = torch.Generator().manual_seed(0)
+    for basis in (Orthogonal.random(6, generator=g), PCA.fit(torch.randn(50, 6, generator=g))):
+        x = torch.randn(3, 6, generator=g)
+        c = basis.to_coeffs(x)
+        assert basis._matrix_as("U", x) is basis._matrix_as("U", x)  # cached
+        assert torch.allclose(c.double(), x.double() @ basis.U, atol=1e-5)
+        assert torch.allclose(basis.from_coeffs(c), x, atol=1e-5)
+        assert basis.to_coeffs(x.double()).dtype == torch.float64
+        other = copy.deepcopy(basis)
+        with torch.no_grad():
+            other.U.copy_(other.U.flip(1))  # in place: load_state_dict writes buffers like this
+        assert torch.allclose(other.to_coeffs(x).double(), x.double() @ basis.U.flip(1), atol=1e-5)

@@ -4,84 +4,175 @@ Integrating dχ/dt = v(χ, t) from t = 0 to 1 together with d/dt Δ = ∇·v giv
 
     log p_0(χ_0) = log N(χ_1; 0, I) + ∫_0^1 ∇·v(χ_t, t) dt,
 
-with the divergence exact (d backward passes, small d) or by Hutchinson's estimator E[εᵀ (∂v/∂χ) ε]
-with fixed Rademacher probes. The adaptive solver is torchdiffeq's (dopri5 by default); piecewise
-schedules are integrated segment by segment between their kinks (``Schedule.breakpoints``).
+with the divergence exact (d Jacobian-vector rows, batched) or by Hutchinson's estimator
+E[εᵀ (∂v/∂χ) ε] with fixed Rademacher probes. One network call per evaluation gives both v and ∇·v.
+
+How it is integrated:
+
+- The state is one flat tensor (B, d + 1) = [χ, Δ], so the adaptive solver's error norm is the RMS over
+  the joined state (torchdiffeq's default for a single tensor), not the max of per-tensor norms.
+- Piecewise schedules are integrated segment by segment between their kinks (``Schedule.breakpoints``).
+- GUD's time reparametrisation s(t) = t^α / (t^α + (1 − t)^α) (App. B; :class:`LinearGamma` with
+  ``power``) has s′ → ∞ at the ends for α < 1. The ODE is then integrated in u = s(t), where the schedule
+  is linear: dχ/du = v / s′(t), exact for the schedule's own (end-clamped) s′, and smooth.
+- The solver (torchdiffeq ``method``), ``rtol``, ``atol`` and its ``options`` are arguments; GUD App. B
+  uses rtol = atol = 1e-4. ``stats`` receives the number of network evaluations.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from .oracles import DiagonalGaussian
 from .paths import DiagonalPath
 from .tensors import randint, times_like
 
-__all__ = ["log_likelihood", "bits_per_dim", "data_bits_per_dim"]
+__all__ = ["log_likelihood", "bits_per_dim", "data_bits_per_dim", "ExactFlow", "gaussian_flow_log_likelihood",
+           "exact_divergence", "hutchinson_divergence"]
 
 
-def _divergence(v_fn, chi: Tensor, probes: Tensor | None) -> tuple[Tensor, Tensor]:
-    """(v, ∇·v) per example; exact when ``probes`` is None, else Hutchinson averaged over probes."""
+def hutchinson_divergence(v_fn, chi: Tensor, probes: Tensor) -> tuple[Tensor, Tensor]:
+    """(v, mean over probes of εᵀ (∂v/∂χ) ε), shapes (B, *event) and (B,); ``probes`` (P, B, *event).
+
+    One forward pass, P backward passes; the graph is released after the last one.
+    """
     with torch.enable_grad():
         chi = chi.detach().requires_grad_(True)
         v = v_fn(chi)
-        if probes is None:
-            flat = v.flatten(1)
-            div = torch.zeros(chi.shape[0], device=chi.device, dtype=chi.dtype)
-            for i in range(flat.shape[1]):
-                g = torch.autograd.grad(flat[:, i].sum(), chi, retain_graph=True)[0]
-                div = div + g.flatten(1)[:, i]
-        else:
-            div = 0.0
-            for p in probes:
-                g = torch.autograd.grad((v * p).sum(), chi, retain_graph=True)[0]
-                div = div + (g * p).flatten(1).sum(1)
-            div = div / probes.shape[0]
+        div = torch.zeros(chi.shape[0], device=chi.device, dtype=chi.dtype)
+        for j, p in enumerate(probes):
+            (g,) = torch.autograd.grad(v, chi, grad_outputs=p, retain_graph=j < len(probes) - 1)
+            div = div + (g * p).flatten(1).sum(1)
+    return v.detach(), (div / len(probes)).detach()
+
+
+def exact_divergence(v_fn, chi: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
+    """(v, tr ∂v/∂χ) per example, shapes (B, *event) and (B,): the Jacobian's diagonal, exactly.
+
+    The d rows eᵢᵀ ∂v/∂χ are computed ``chunk`` at a time in one batched backward pass each
+    (``is_grads_batched``; default chunk: 256 // B rows, at least 1), instead of d sequential
+    passes. Memory grows with chunk × B × (the network's activations).
+    """
+    with torch.enable_grad():
+        chi = chi.detach().requires_grad_(True)
+        v = v_fn(chi)
+        B, d = v.shape[0], v[0].numel()
+        c = max(1, min(d, 256 // B)) if chunk is None else int(chunk)
+        if c < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        div = torch.zeros(B, device=chi.device, dtype=chi.dtype)
+        eye = torch.eye(d, device=chi.device, dtype=v.dtype)
+        starts = list(range(0, d, c))
+        for n, i0 in enumerate(starts):
+            idx = torch.arange(i0, min(d, i0 + c), device=chi.device)
+            rows = eye[idx][:, None, :].expand(len(idx), B, d).reshape(len(idx), *v.shape)
+            (g,) = torch.autograd.grad(v, chi, grad_outputs=rows, retain_graph=n < len(starts) - 1,
+                                       is_grads_batched=True)
+            div = div + g.flatten(2).gather(2, idx[:, None, None].expand(len(idx), B, 1)).sum((0, 2))
     return v.detach(), div.detach()
 
 
+def _warp(schedule):
+    """(s(t), t(u), s′(t)) when the schedule is linear in u = s(t) with s′ singular at the ends, else None.
+
+    s(t) = t^α / (t^α + (1 − t)^α) inverts to t(u) = u^{1/α} / (u^{1/α} + (1 − u)^{1/α}); s′ is the
+    schedule's own (end-clamped) derivative, so v / s′ is the exact du-velocity of the model's v.
+    """
+    from .schedules import LinearGamma, time_reparam
+
+    if not isinstance(schedule, LinearGamma) or schedule.power is None:
+        return None
+    alpha = schedule.power
+
+    def t_of(u: float) -> float:
+        if u <= 0.0 or u >= 1.0:
+            return min(max(u, 0.0), 1.0)
+        a, b = u ** (1 / alpha), (1 - u) ** (1 / alpha)
+        return a / (a + b)
+
+    def s_of(t: float) -> float:
+        return float(time_reparam(torch.tensor(t, dtype=torch.float64), alpha)[0])
+
+    def ds(t: Tensor) -> Tensor:
+        return time_reparam(t, alpha)[1]
+    return s_of, t_of, ds
+
+
 def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str = "hutchinson",
-                   n_probes: int = 1,
-                   generator: torch.Generator | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                   method: str = "dopri5") -> Tensor:
-    """log p_0(χ_0) in χ coordinates, shape (B,), for ``model(chi, t, side) -> Prediction``.
+                   n_probes: int = 1, generator: torch.Generator | None = None, rtol: float = 1e-5,
+                   atol: float = 1e-5, method: str = "dopri5", options: dict | None = None,
+                   exact_chunk: int | None = None, probes: Tensor | None = None,
+                   stats: dict | None = None) -> Tensor:
+    """log p_0(χ_0) in χ coordinates, shape (B,), for ``model(chi, t, side) -> Prediction`` (GUD eq. 25).
 
     Parameters
     ----------
     chi0 : Tensor, shape (B, *event_shape)
         Data in the path's coordinates (``path.to_chi(x)``).
     divergence : {"hutchinson", "exact"}
-        "exact" costs d backward passes per evaluation; use it for small d.
-    n_probes : int
-        Rademacher probes per example for Hutchinson (fixed along the trajectory).
+        "exact": the Jacobian trace by batched backward passes (:func:`exact_divergence`); for d up to a
+        few hundred. "hutchinson": ``n_probes`` fixed Rademacher probes per example.
+    rtol, atol, method, options
+        torchdiffeq's ``odeint`` tolerances, method ("dopri5", "bosh3", "rk4", ...) and its options dict
+        (e.g. ``{"first_step": 0.01}`` for adaptive methods, ``{"step_size": 0.01}`` for fixed-step ones).
+    exact_chunk : int, optional
+        Rows per batched backward pass for ``divergence="exact"``.
+    probes : Tensor, shape (P, B, *event_shape), optional
+        Hutchinson probes to use instead of drawing ``n_probes`` Rademacher ones from ``generator``.
+    stats : dict, optional
+        Filled with ``{"nfe": network evaluations, "segments": integrated segments}``.
     """
     if divergence not in ("hutchinson", "exact"):
         raise ValueError(f"divergence must be 'hutchinson' or 'exact', got {divergence!r}")
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
-    probes = None
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
+    shape, B = tuple(chi0.shape), chi0.shape[0]
+    d = chi0[0].numel()
     if divergence == "hutchinson":
-        r = randint(0, 2, (n_probes, *chi0.shape), generator, device=chi0.device)
-        probes = (2.0 * r - 1.0).to(chi0)
+        if probes is None:
+            r = randint(0, 2, (n_probes, *shape), generator, device=chi0.device)
+            probes = (2.0 * r - 1.0).to(chi0)
+        elif probes.dim() != chi0.dim() + 1 or tuple(probes.shape[1:]) != shape:
+            raise ValueError(f"probes must have shape (P, *chi0.shape) = (P, {', '.join(map(str, shape))}), "
+                             f"got {tuple(probes.shape)}")
+        probes = probes.to(chi0)
+
+        def div_fn(f, x):
+            return hutchinson_divergence(f, x, probes)
+    else:
+        def div_fn(f, x):
+            return exact_divergence(f, x, exact_chunk)
+    warp = _warp(path.schedule)
     knots = [0.0] + sorted(path.schedule.breakpoints()) + [1.0]
-    chi, delta = chi0.detach(), torch.zeros(chi0.shape[0], device=chi0.device, dtype=chi0.dtype)
+    nfe = [0]
+    y = torch.cat([chi0.detach().reshape(B, d), torch.zeros(B, 1, device=chi0.device, dtype=chi0.dtype)], 1)
     for a, b in zip(knots[:-1], knots[1:]):
         mid = 0.5 * (a + b)
+        ua, ub = (warp[0](a), warp[0](b)) if warp is not None else (a, b)  # u = s(t) under the warp
 
-        def rhs(t: Tensor, state: tuple[Tensor, Tensor]):
-            x = state[0]
-            side = "right" if float(t) < mid else "left"
-            tv = times_like(float(t), x)
-            v, div = _divergence(lambda y: model(y, tv, side=side).v, x, probes)
-            return v, div
+        def rhs(u: Tensor, state: Tensor) -> Tensor:
+            nfe[0] += 1
+            t = warp[1](float(u)) if warp is not None else float(u)
+            side = "right" if t < mid else "left"
+            tv = times_like(t, state)
+            v, div = div_fn(lambda c: model(c, tv, side=side).v, state[:, :d].reshape(shape))
+            out = torch.cat([v.reshape(B, d), div[:, None]], 1)
+            if warp is not None:
+                out = out / warp[2](tv)[:, None].to(out)
+            return out
 
-        span = torch.tensor([a, b], device=chi0.device, dtype=chi0.dtype)
-        chis, deltas = odeint(rhs, (chi, delta), span, rtol=rtol, atol=atol, method=method)
-        chi, delta = chis[-1], deltas[-1]
-    d = chi[0].numel()
-    prior = -0.5 * (chi.flatten(1).square().sum(1) + d * math.log(2 * math.pi))
+        span = torch.tensor([ua, ub], device=chi0.device, dtype=chi0.dtype)
+        y = odeint(rhs, y, span, rtol=rtol, atol=atol, method=method, options=options)[-1]
+    if stats is not None:
+        stats.update(nfe=nfe[0], segments=len(knots) - 1)
+    chi1, delta = y[:, :d], y[:, d]
+    prior = -0.5 * (chi1.square().sum(1) + d * math.log(2 * math.pi))
     return prior + delta
 
 
@@ -100,3 +191,65 @@ def data_bits_per_dim(model, x: Tensor, path: DiagonalPath, *, bins: int = 256, 
     log_pchi = log_likelihood(model, path.to_chi(x), path, **kwargs)
     log_px = log_pchi - path.log_det_to_x()
     return bits_per_dim(log_px, x[0].numel(), bins=bins, data_range=data_range)
+
+
+class ExactFlow(NamedTuple):
+    """Closed-form likelihoods of Gaussian data under a diagonal path, each (B,), nats, x coordinates.
+
+    ``ode`` is what :func:`log_likelihood` returns (then minus ``log_det_to_x``) with the exact denoiser;
+    ``data`` the true log p(x); ``endpoint = ode − data = t0 + t1`` the part the schedule's endpoints
+    cause with no learning: ``t0`` = log p_path,0(x) − log p(x) (the t = 0 marginal is the data slightly
+    noised when σ_i(0) > 0, GUD's γ̃_denoise) and ``t1`` = ode − log p_path,0(x) (the t = 1 marginal
+    N(α(1)μ, α(1)²λ + σ(1)²) against the N(0, I) prior).
+    """
+
+    ode: Tensor
+    data: Tensor
+    endpoint: Tensor
+    t0: Tensor
+    t1: Tensor
+
+
+def gaussian_flow_log_likelihood(gaussian: DiagonalGaussian, path: DiagonalPath, x: Tensor) -> ExactFlow:
+    """What the probability-flow ODE (GUD eq. 25) returns for Gaussian data with the exact score (closed form).
+
+    In χ coordinates the data are independent N(μ_i, λ_i) (μ = m/s, λ = v/s², the gaussian's moments over
+    the path's scale s), and the path's marginal at t is N(α_i μ_i, V_i(t)) with V_i = α_i² λ_i + σ_i².
+    The exact flow of that marginal keeps (χ_i − α_i μ_i)/√V_i fixed, so from χ_0 it reaches
+    χ_1 = α_i(1) μ_i + √(V_i(1)/V_i(0)) (χ_0 − α_i(0) μ_i) and its divergence integrates to
+    ½ Σ_i log(V_i(1)/V_i(0)). Hence
+
+        ode = log N(χ_1; 0, I) + ½ Σ_i log(V_i(1)/V_i(0)) − log|det US|,
+
+    which equals log N(χ_0; α(0)μ, V(0)) − log|det US| (the t = 0 marginal) exactly when the t = 1 marginal
+    is the prior. Everything is float64.
+
+    Parameters
+    ----------
+    gaussian : DiagonalGaussian
+        Diagonal in the path's basis (e.g. :class:`gdmkit.oracles.GaussianRandomField` with a Fourier path).
+    path : DiagonalPath
+    x : Tensor, shape (B, *event_shape)
+        Data-space points.
+    """
+    gaussian.denoiser(path)  # checks that the gaussian is diagonal in the path's basis
+    if tuple(x.shape[1:]) != gaussian.event_shape:
+        raise ValueError(f"x has event shape {tuple(x.shape[1:])}, the gaussian {gaussian.event_shape}")
+    xd = x.double()
+    chi0 = path.to_chi(xd)
+    s = torch.ones_like(gaussian.var) if path.scale is None else path.scale.double().to(gaussian.var)
+    mu, lam = (gaussian.mean / s).to(chi0), (gaussian.var / s.square()).to(chi0)
+    ends = {}
+    for t, side in ((0.0, "right"), (1.0, "left")):
+        m = path.schedule.marginal(times_like(t, chi0), side)
+        a, sg = m.alpha.double().expand_as(chi0), m.sigma.double().expand_as(chi0)
+        ends[t] = (a, a.square() * lam + sg.square())
+    (a0, v0), (a1, v1) = ends[0.0], ends[1.0]
+    chi1 = a1 * mu + (v1 / v0).sqrt() * (chi0 - a0 * mu)
+    log2pi = math.log(2 * math.pi)
+    flat = lambda u: u.flatten(1).sum(1)  # noqa: E731
+    log_det = path.log_det_to_x()
+    ode = flat(-0.5 * (chi1.square() + log2pi) + 0.5 * (v1 / v0).log()) - log_det
+    marginal0 = flat(-0.5 * ((chi0 - a0 * mu).square() / v0 + v0.log() + log2pi)) - log_det
+    data = gaussian.log_prob(xd)
+    return ExactFlow(ode=ode, data=data, endpoint=ode - data, t0=marginal0 - data, t1=ode - marginal0)

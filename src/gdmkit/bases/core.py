@@ -66,6 +66,22 @@ class Basis(torch.nn.Module):
             if name not in self._label_names:
                 self._label_names.append(name)
 
+    def _matrix_as(self, name: str, like: Tensor, transpose: bool = False) -> Tensor:
+        """Buffer ``name`` (a float64 matrix) cast to ``like``'s dtype and device, kept per dtype and device.
+
+        Dense bases (PCA, Orthogonal) would otherwise re-cast their float64 matrix on every call. The copy
+        is rebuilt when the buffer changes (moved by ``.to``, or written by ``load_state_dict``).
+        """
+        src = getattr(self, name)
+        key = (name, transpose, like.dtype, like.device)
+        stamp = (src.data_ptr(), src._version)
+        cache = self.__dict__.setdefault("_cast_cache", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] != stamp:
+            m = src.detach().to(dtype=like.dtype, device=like.device)
+            hit = cache[key] = (stamp, (m.T if transpose else m).contiguous())
+        return hit[1]
+
     def _check(self, x: Tensor) -> None:
         name = type(self).__name__
         if x.dim() < 1 or tuple(x.shape[1:]) != self.event_shape:
@@ -195,9 +211,9 @@ class Orthogonal(Basis):
         return {"matrix": _leaf(self.U)}
 
     def _to(self, x: Tensor) -> Tensor:
-        return x @ self.U.to(x)  # (B, d) @ (d, d): row-vector form of Uᵀx
+        return x @ self._matrix_as("U", x)  # (B, d) @ (d, d): row-vector form of Uᵀx
 
     def _from(self, c: Tensor) -> Tensor:
-        return c @ self.U.to(c).T
+        return c @ self._matrix_as("U", c, transpose=True)
 
 

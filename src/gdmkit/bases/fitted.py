@@ -89,11 +89,11 @@ class PCA(Basis):
 
     def _to(self, x: Tensor) -> Tensor:
         flat = x.flatten(-2) if x.dim() == 4 else x  # (B, C, P) or (B, d)
-        return (flat @ self.U.to(x)).reshape(x.shape)
+        return (flat @ self._matrix_as("U", x)).reshape(x.shape)
 
     def _from(self, c: Tensor) -> Tensor:
         flat = c.flatten(-2) if c.dim() == 4 else c
-        return (flat @ self.U.to(c).T).reshape(c.shape)
+        return (flat @ self._matrix_as("U", c, transpose=True)).reshape(c.shape)
 
 
 @config.register

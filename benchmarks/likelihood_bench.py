@@ -1,0 +1,165 @@
+"""Likelihood benchmark (GUD App. B eq. 25): gdmkit's probability-flow ODE next to the usual SciPy approach.
+
+The peer approach, done well: the state (χ, Δ) flattened to one float64 vector and integrated by SciPy's
+``solve_ivp`` (RK45, Dormand–Prince, the same tableau as torchdiffeq's dopri5), with the drift reused from
+the divergence pass (``fused``: one network call per evaluation), or with a separate drift call as
+score_sde's likelihood code does (``two_call``). Both run on the same network, batch, probes and
+tolerances, in this process, interleaved with gdmkit (``likelihood.log_likelihood``).
+
+- Network: the laptop U-Net at 16×16 (``nets.unet_preset("laptop", 1, 16)``), its zero-initialised output
+  layers given small random weights so that the output depends on the input (a fresh U-Net's velocity is
+  the network-free part only); batch 64.
+- Paths: GUD's linear schedule (eq. 18–20) on a Gaussian random field in the Fourier basis, γ̃ = (−7, 3):
+  ``appB`` with App. B's reparametrisation s(t), α = 0.5 (s′ singular at both ends), and ``plain`` without.
+- Accuracy: the same solvers on the exact oracle of that Gaussian (exact divergence), against the closed
+  form ``likelihood.gaussian_flow_log_likelihood`` — error in bits/dim.
+- Exact divergence: one evaluation of the batched exact Jacobian trace (d = 256) against one Hutchinson
+  probe, same network and batch.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+
+from gdmkit import likelihood, nets, oracles, paths, schedules
+from gdmkit.tensors import times_like
+
+LN2 = math.log(2)
+
+
+def _scipy_log_likelihood(model, chi0, probes, *, rtol, atol, fused=True, exact=False, stats=None):
+    """log p(χ_0) by solve_ivp(RK45) over the flattened float64 state [χ, Δ] (the peer approach)."""
+    shape, B = tuple(chi0.shape), chi0.shape[0]
+    d = chi0[0].numel()
+    nfe = [0]
+
+    def div_of(t, x):
+        vf = lambda c: model(c, times_like(t, c)).v  # noqa: E731
+        if exact:
+            return likelihood.exact_divergence(vf, x)
+        return likelihood.hutchinson_divergence(vf, x, probes)
+
+    def f(t, y):
+        x = torch.from_numpy(y[:B * d]).reshape(shape).to(chi0.dtype)
+        if fused:
+            nfe[0] += 1
+            v, div = div_of(float(t), x)
+        else:
+            nfe[0] += 2
+            with torch.no_grad():
+                v = model(x, times_like(float(t), x)).v
+            div = div_of(float(t), x)[1]
+        return np.concatenate([v.reshape(-1).double().numpy(), div.double().numpy()])
+
+    y0 = np.concatenate([chi0.reshape(-1).double().numpy(), np.zeros(B)])
+    sol = solve_ivp(f, (0.0, 1.0), y0, method="RK45", rtol=rtol, atol=atol)
+    if stats is not None:
+        stats["nfe"] = nfe[0]
+    y = torch.from_numpy(sol.y[:, -1])
+    chi1, delta = y[:B * d].reshape(B, d), y[B * d:]
+    return -0.5 * (chi1.square().sum(1) + d * math.log(2 * math.pi)) + delta
+
+
+def _setup(quick: bool):
+    H = 8 if quick else 16
+    B = 8 if quick else 64
+    grf = oracles.GaussianRandomField(H, power=2.0)
+    x = grf.sample(B, torch.Generator().manual_seed(0))
+    log_var = grf.var.log().float()
+    sched = {name: schedules.LinearGamma(log_var, -log_var, a=1.0, gamma_denoise=-7.0, gamma_noise=3.0,
+                                         power=p) for name, p in (("appB", 0.5), ("plain", None))}
+    torch.manual_seed(0)
+    net = nets.unet_preset("smoke" if quick else "laptop", 1, H).eval()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        for p in net.parameters():
+            if p.dim() > 1 and bool((p == 0).all()):
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+    return grf, x, sched, net, B, H
+
+
+def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
+    """gdmkit vs SciPy (fused, two-call): time ratio, NFE, bits/dim agreement; accuracy on the oracle."""
+    torch.set_num_threads(torch.get_num_threads())
+    grf, x, sched, net, B, H = _setup(quick)
+    d = x[0].numel()
+    dev = torch.device("cpu")
+    out = []
+    tols = [1e-4] if quick else [1e-4, 1e-5]
+    # (schedule, probes, tolerance): 1 probe at both tolerances on the plain schedule, App. B's s(t) and
+    # three probes at 1e-4 (each run of the full set is ~25 ODE solves of a batch of 64: minutes)
+    runs = ([("plain", 1, 1e-4), ("appB", 1, 1e-4)] if quick else
+            [("plain", 1, 1e-4), ("plain", 1, 1e-5), ("plain", 3, 1e-4), ("appB", 1, 1e-4)])
+    for sname, n_probes, tol in runs:
+        path = paths.DiagonalPath(grf.basis, sched[sname], target="eps")
+        model = path.denoiser(net)
+        chi0 = path.to_chi(x)
+        probes = (2.0 * torch.randint(0, 2, (n_probes, *chi0.shape), generator=torch.Generator()
+                                      .manual_seed(2)) - 1.0)
+        res, st = {}, {k: {} for k in ("gdmkit", "scipy_fused", "scipy_two_call")}
+
+        def ours():
+            res["gdmkit"] = _ours(model, chi0, path, probes, tol, st["gdmkit"])
+
+        def fused():
+            res["scipy_fused"] = _scipy_log_likelihood(model, chi0, probes, rtol=tol, atol=tol,
+                                                       stats=st["scipy_fused"])
+
+        def two():
+            res["scipy_two_call"] = _scipy_log_likelihood(model, chi0, probes, rtol=tol, atol=tol,
+                                                          fused=False, stats=st["scipy_two_call"])
+        t = interleaved({"gdmkit": ours, "scipy_fused": fused, "scipy_two_call": two}, 1, dev)
+        if not t:
+            continue
+        bpd = {k: -v.double() / (d * LN2) for k, v in res.items()}
+        tag = f"{sname}/probes={n_probes}/tol={tol:g}/B={B}/{H}x{H}"
+        out.append(record(f"likelihood_time_ratio_vs_scipy_fused/{tag}", t["gdmkit"] / t["scipy_fused"],
+                          "ratio", dev, target=0.8, gdmkit_s=t["gdmkit"], scipy_fused_s=t["scipy_fused"],
+                          scipy_two_call_s=t["scipy_two_call"],
+                          ratio_vs_two_call=t["gdmkit"] / t["scipy_two_call"],
+                          nfe_gdmkit=st["gdmkit"]["nfe"], nfe_scipy_fused=st["scipy_fused"]["nfe"],
+                          nfe_scipy_two_call=st["scipy_two_call"]["nfe"],
+                          bpd_gdmkit=float(bpd["gdmkit"].mean()),
+                          bpd_scipy_fused=float(bpd["scipy_fused"].mean()),
+                          max_abs_bpd_diff_vs_fused=float((bpd["gdmkit"] - bpd["scipy_fused"]).abs().max())))
+    # accuracy on the exact oracle: what each solver returns against the closed form
+    for sname, sc in sched.items():
+        path = paths.DiagonalPath(grf.basis, sc, target="eps")
+        oracle = grf.denoiser(path)
+        exact = likelihood.gaussian_flow_log_likelihood(grf, path, x).ode
+        for tol in tols:
+            st_o, st_s = {}, {}
+            lo = likelihood.log_likelihood(oracle, path.to_chi(x), path, divergence="exact", rtol=tol,
+                                           atol=tol, stats=st_o)
+            ls = _scipy_log_likelihood(oracle, path.to_chi(x), None, rtol=tol, atol=tol, exact=True,
+                                       stats=st_s)
+            err = {k: float((v.double() - exact).abs().max() / (d * LN2))
+                   for k, v in (("gdmkit", lo), ("scipy", ls))}
+            out.append(record(f"likelihood_oracle_abs_error_bpd/{sname}/tol={tol:g}/B={B}/{H}x{H}",
+                              err["gdmkit"],
+                              "bits/dim", dev, target=err["scipy"], scipy_abs_error_bpd=err["scipy"],
+                              target_means="at most the SciPy approach's error", nfe_gdmkit=st_o["nfe"],
+                              nfe_scipy=st_s["nfe"]))
+    # exact divergence (batched backward passes) against one Hutchinson probe, one evaluation
+    path = paths.DiagonalPath(grf.basis, sched["plain"], target="eps")
+    model = path.denoiser(net)
+    chi0 = path.to_chi(x)
+    tv = times_like(0.5, chi0)
+    vf = lambda c: model(c, tv).v  # noqa: E731
+    probe = (2.0 * torch.randint(0, 2, (1, *chi0.shape), generator=torch.Generator().manual_seed(3)) - 1.0)
+    t = interleaved({"exact": lambda: likelihood.exact_divergence(vf, chi0),
+                     "probe": lambda: likelihood.hutchinson_divergence(vf, chi0, probe)},
+                    1 if quick else 3, dev)
+    if t:
+        out.append(record(f"exact_divergence_over_one_probe/d={d}/B={B}", t["exact"] / t["probe"], "ratio",
+                          dev,
+                          target=20.0, exact_s=t["exact"], probe_s=t["probe"]))
+    return out
+
+
+def _ours(model, chi0, path, probes, tol, stats):
+    """gdmkit's log_likelihood with the same probes as the SciPy runs."""
+    return likelihood.log_likelihood(model, chi0, path, probes=probes, rtol=tol, atol=tol, stats=stats)
