@@ -57,8 +57,10 @@ device = "cpu"  # where the networks train and sample
 seed = 0
 ar_size = 4  # AR section: the 8x8 digits average-pooled to ar_size x ar_size, d: ar_size squared
 dataset = "digits"  # image data of the CDM and order-agnostic sections (gdmkit.data.make_dataset)
+data_root = "data"  # where paper datasets live (relative to the repository root)
 image_size = 8
 net = "mlp"  # "mlp", or a U-Net preset (smoke | laptop | paper) for the image sections
+base_channels = None  # override the U-Net preset's width (None: the preset's)
 hidden = 256
 depth = 3
 emb_dim = 32
@@ -276,11 +278,14 @@ claims.report(f"§3.2: N_j = {ar_sample_steps} > 1 on the same grouping restores
 # during [0.5, 1]; group 2 is the remaining pixels, generated during [0, 0.5] (GDM App. C.2, Fig. 13).
 
 # %%
-train_set = data.make_dataset(dataset, size=image_size, split="train")
-test_set = data.make_dataset(dataset, size=image_size, split="test")
+root = companion.repo_root() / data_root
+train_set = data.make_dataset(dataset, size=image_size, split="train", root=str(root))
+test_set = data.make_dataset(dataset, size=image_size, split="test", root=str(root))
 x_img, x_img_test = train_set.x, test_set.x
 shape = tuple(x_img.shape[1:])
 net_kwargs = dict(hidden=hidden, depth=depth, emb_dim=emb_dim)
+if net != "mlp" and base_channels is not None:
+    net_kwargs["base_channels"] = base_channels  # a U-Net preset at another width
 cdm_grouping = groupings.cdm(shape)
 cdm_path = paths.DiagonalPath(bases.Pixel(shape), schedules.GroupwiseSchedule(cdm_grouping))
 torch.manual_seed(seed)

@@ -3,6 +3,7 @@
     python scripts/run_notebook.py notebooks/01_gaussian_mixture.py            # params.yaml's profile
     python scripts/run_notebook.py notebooks/01_gaussian_mixture.py --profile smoke
     python scripts/run_notebook.py notebooks/01_gaussian_mixture.py --refresh  # smoke outputs into the .ipynb
+    python scripts/run_notebook.py notebooks/03_grouping_ordering.py --profile paper --dry-run
 
 The .py (jupytext percent) is the source. A profile run converts it to a notebook, injects the
 parameters of ``params.yaml[<notebook stem>][<profile>]`` plus ``profile`` and ``out_dir`` with
@@ -21,6 +22,12 @@ DVC stage runs (default output folder ``reports/<notebook stem>``).
   bar), which stays out of the executed notebook.
 - **Reproducible files.** The executed notebook carries no timestamps, durations, paths, Python
   version or random cell ids, so two identical runs write identical bytes (git and dvc.lock stay clean).
+
+``--dry-run`` runs a profile's code path (paper or gpu: data loader, networks, schedules, samplers, metrics,
+report layout) on the CPU, on stand-in data and weights in the real on-disk formats (:mod:`gdmkit.standins`,
+written once under ``--data-root``), with the budgets that params.yaml's ``dry_run: <stem>`` block names
+replaced; a cell at the top of the executed notebook lists every replaced value, every table gets a
+``dry run`` column, and the outputs go to ``data/cache/dry_run/<stem>.<profile>/``, never to reports/.
 
 ``--refresh`` executes the notebook with its own defaults (the smoke profile) and stores the result in
 the paired ``.ipynb``, whose outputs ``pytest --nbval notebooks/`` compares against.
@@ -105,7 +112,8 @@ def _check_dataset(params: dict, profile: str) -> None:
     from gdmkit import data
 
     try:
-        data.make_dataset(name, size=params.get("image_size"), root=ROOT / "data", split="train", n=1)
+        data.make_dataset(name, size=params.get("image_size"), root=ROOT / params.get("data_root", "data"),
+                          split="train", n=1)
     except data.DatasetNotFoundError as err:
         _fail(f"profile {profile!r} needs the dataset {name!r}: {err} Or pick the laptop profile, which "
               "needs no download (`profile: laptop` in params.yaml, or --profile laptop).")
@@ -384,7 +392,49 @@ def _param_hint(nb, params: dict, message: str, stem: str, profile: str) -> str:
     return "".join(hints)
 
 
-def run_profile(source: Path, profile: str | None, out_dir: str | None) -> Path:
+DRY_RUN_ROOT = "data/cache/dry_run"  # stand-in data and the dry runs' reports (gitignored)
+
+
+def _dry_run_setup(nb, all_params: dict, stem: str, profile: str, params: dict, data_root: str | None) -> dict:
+    """Apply params.yaml ``dry_run: <stem>`` (budgets shrunk, the CPU) to ``params``, write the stand-in
+    data and weights, point the kernel at them, and put a cell saying all that into the notebook.
+    Returns {key: (profile value, dry-run value)} for every value changed."""
+    from gdmkit import standins
+
+    block = (all_params.get("dry_run") or {}).get(stem)
+    if not isinstance(block, dict):
+        _fail(f"params.yaml has no `dry_run: {stem}:` block; add one that shrinks the budgets of {stem} "
+              "(steps, samples, grid sizes) and sets `device: cpu`, keeping the code path's settings")
+    unknown = set(block) - set(params)
+    if unknown:
+        _fail(f"params.yaml dry_run.{stem} sets {sorted(unknown)}, unknown to the notebook")
+    root = Path(data_root or f"{DRY_RUN_ROOT}/standins")
+    root = root if root.is_absolute() else ROOT / root
+    env = standins.write_all(root)
+    changed = {k: (params[k], v) for k, v in block.items() if params[k] != v}
+    if "data_root" in params:
+        changed["data_root"] = (params["data_root"], str(root))
+    params.update({k: v for k, (_, v) in changed.items()})
+    what = f"dry run of the {profile} profile: stand-in data and weights, budgets shrunk"
+    os.environ.update(env, **{companion.DRY_RUN_ENV: what})
+    rows = "\n".join(f"| `{k}` | `{a!r}` | `{b!r}` |" for k, (a, b) in changed.items())
+    note = (f"> **DRY RUN** of the `{profile}` profile (`scripts/run_notebook.py --dry-run`). The code path is "
+            f"the profile's — its data loader, networks, schedules, samplers, metrics and report layout — "
+            f"but the data and the feature-extractor weights are **stand-ins** (random files in the real "
+            f"formats, `gdmkit.standins`, under `{_show(root)}`) and these values are shrunk:\n\n"
+            f"| parameter | {profile} | dry run |\n|---|---|---|\n{rows}\n\n"
+            "Every table carries a `dry run` column and `metrics.json` a `dry_run` entry; asserted claims "
+            "that do not hold are recorded without stopping the run. No number here is a result.")
+    import nbformat
+
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(note))
+    for k, (a, b) in changed.items():
+        print(f"run_notebook: dry run: {k} {a!r} -> {b!r}", file=sys.stderr)
+    return changed
+
+
+def run_profile(source: Path, profile: str | None, out_dir: str | None, dry_run: bool = False,
+                data_root: str | None = None) -> Path:
     import nbformat
     import papermill
     from nbclient.exceptions import DeadKernelError
@@ -395,32 +445,38 @@ def run_profile(source: Path, profile: str | None, out_dir: str | None) -> Path:
     stem = source.stem
     nb = _read(source)
     defaults = companion.parameter_defaults(_parameters_source(nb))
+    all_params = companion.load_params(ROOT / "params.yaml")
     try:
-        profile, params = companion.profile_params(companion.load_params(ROOT / "params.yaml"), stem, profile,
-                                                   defaults=defaults)
+        profile, params = companion.profile_params(all_params, stem, profile, defaults=defaults)
     except ValueError as err:
         _fail(str(err))
     unknown = set(params) - _parameter_names(nb)
     if unknown:
         _fail(f"params.yaml sets {sorted(unknown)} for {stem}/{profile}, but the notebook's parameters cell "
               "does not define them; add them there (with their smoke value) or remove them from params.yaml")
-    _check_device(params, profile)
-    _check_dataset(params, profile)
-    out = str(Path(out_dir or f"reports/{stem}"))
+    out = str(Path(out_dir or (f"{DRY_RUN_ROOT}/{stem}.{profile}" if dry_run else f"reports/{stem}")))
     final = Path(out) if Path(out).is_absolute() else ROOT / out
     if final.resolve() in (ROOT.resolve(), *ROOT.resolve().parents):
         _fail(f"--out {out_dir} is the repository or a folder above it; pick a folder of the notebook's own, "
               f"e.g. reports/{stem}")
+    if dry_run and (ROOT / "reports").resolve() in (final.resolve(), *final.resolve().parents):
+        _fail(f"--out {out_dir}: a dry run never writes over the committed reports; drop --out (default "
+              f"{DRY_RUN_ROOT}/{stem}.{profile}) or pick a folder outside reports/")
+    if dry_run:
+        _dry_run_setup(nb, all_params, stem, profile, params, data_root)
+    _check_device(params, profile)
+    _check_dataset(params, profile)
     scratch = final.with_name(final.name + ".new")
     _remove(scratch)
     scratch.mkdir(parents=True)
     params.update(profile=profile, out_dir=out)
     run_params = {**params, "out_dir": str(Path(out).with_name(final.name + ".new"))}
     target = scratch / "notebook.ipynb"
-    history = _history_file(stem, profile)
+    history = _history_file(stem, f"{profile}-dry-run" if dry_run else profile)
     progress = Progress(_load_history(history))
     _register_engine()
-    print(f"run_notebook: {source.name}, profile {profile!r} -> {_show(final)}/", flush=True)
+    print(f"run_notebook: {source.name}, profile {profile!r}{' (dry run)' if dry_run else ''} -> "
+          f"{_show(final)}/", flush=True)
     try:
         nb = papermill.execute_notebook(
             nb, str(target), parameters=run_params, kernel_name="python3", cwd=str(ROOT), progress_bar=False,
@@ -477,7 +533,15 @@ def main(argv: list[str] | None = None) -> None:
                                   "(default reports/<stem>)")
     ap.add_argument("--refresh", action="store_true",
                     help="execute the smoke defaults into the paired .ipynb")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="the profile's code path on stand-in data and weights, its budgets shrunk by "
+                         f"params.yaml's dry_run block, on the CPU (outputs: {DRY_RUN_ROOT}/<stem>.<profile>)")
+    ap.add_argument("--data-root", help=f"where --dry-run writes and reads the stand-ins (default "
+                                        f"{DRY_RUN_ROOT}/standins)")
     args = ap.parse_args(argv)
+    if args.refresh and args.dry_run:
+        _fail("--refresh runs the smoke defaults into the .ipynb; --dry-run runs a profile on stand-ins: "
+              "pick one")
     source = Path(args.notebook)
     source = source if source.is_absolute() else (Path.cwd() / source)
     if source.suffix == ".ipynb":
@@ -488,7 +552,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.refresh:
         refresh(source.resolve())
     else:
-        run_profile(source.resolve(), args.profile, args.out)
+        run_profile(source.resolve(), args.profile, args.out, dry_run=args.dry_run, data_root=args.data_root)
 
 
 if __name__ == "__main__":

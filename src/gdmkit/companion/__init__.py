@@ -13,7 +13,8 @@ The library proper (:mod:`gdmkit.bases` … :mod:`gdmkit.likelihood`, :mod:`gdmk
                   values={"ed": ed, "floor": floor})
 
 - :mod:`~gdmkit.companion.params` — :data:`PROFILES`, :func:`repo_root`, :func:`load_params`,
-  :func:`profile_params` (checks types and keys of params.yaml), :func:`setup_notebook`
+  :func:`profile_params` (checks types and keys of params.yaml), :func:`setup_notebook`,
+  :func:`dry_run` (what a dry run of a profile on stand-in data is, when this kernel runs one)
 - :mod:`~gdmkit.companion.claims` — :class:`Claims`, :class:`Claim`, :class:`ClaimFailed`,
   :data:`INCONCLUSIVE`; no verdict rests on NaN or missing evidence
 - :mod:`~gdmkit.companion.report` — :class:`Report`: figures, tables, result sets, metrics, all
@@ -25,11 +26,12 @@ from __future__ import annotations
 
 from .cache import cached_train, history_frame, key_hash, model_key
 from .claims import BAD_EVIDENCE, INCONCLUSIVE, Claim, ClaimFailed, Claims
-from .params import PROFILES, load_params, parameter_defaults, profile_params, repo_root, setup_notebook
+from .params import (DRY_RUN_ENV, PROFILES, dry_run, load_params, parameter_defaults, profile_params, repo_root,
+                     setup_notebook)
 from .report import Report
 
 __all__ = [
-    "PROFILES", "repo_root", "load_params", "profile_params", "parameter_defaults", "setup_notebook",
+    "PROFILES", "DRY_RUN_ENV", "dry_run", "repo_root", "load_params", "profile_params", "parameter_defaults", "setup_notebook",
     "INCONCLUSIVE", "BAD_EVIDENCE", "Claim", "Claims", "ClaimFailed", "Report",
     "cached_train", "model_key", "key_hash", "history_frame",
 ]

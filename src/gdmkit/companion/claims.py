@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .params import dry_run
+
 __all__ = ["INCONCLUSIVE", "BAD_EVIDENCE", "ClaimFailed", "Claim", "Claims", "markdown"]
 
 INCONCLUSIVE = "not separable at this profile"
@@ -132,10 +134,16 @@ class Claims:
     def check(self, claim: str, evidence: str, holds: Any, values: Mapping | None = None) -> None:
         """Record an asserted claim; raise :class:`ClaimFailed` if it does not hold or its evidence is bad.
 
+        Under a dry run (stand-in data, ``scripts/run_notebook.py --dry-run``) a claim that does not hold
+        is recorded as "fails (dry run: not stopped)" and the run goes on; bad evidence still raises.
+
         ``values``: the numbers the verdict reads (see :func:`evidence_problems`).
         """
         self._refuse_bad_evidence(claim, evidence, holds, values, True)
         holds = bool(holds)
+        if not holds and dry_run():  # stand-in data decide nothing: record, do not stop the dry run
+            self.rows.append(Claim(claim, evidence, "fails (dry run: not stopped)", True))
+            return
         self.rows.append(Claim(claim, evidence, "holds" if holds else "fails", True))
         if not holds:
             raise ClaimFailed(f"claim failed: {claim} — evidence: {evidence}")

@@ -195,3 +195,17 @@ def setup_notebook(seed: int = 0, threads: int | None = None, style: bool = True
         from .. import plotting
 
         plotting.use_style()
+
+
+DRY_RUN_ENV = "GDMKIT_DRY_RUN"  # set by scripts/run_notebook.py --dry-run in the kernel's environment
+
+
+def dry_run() -> str | None:
+    """What the dry run is (e.g. "paper profile, stand-in data and weights, budgets shrunk") when this
+    kernel runs one (``scripts/run_notebook.py --dry-run``), else None.
+
+    Under a dry run :class:`Report` labels every table and metrics file, and asserted claims that do not
+    hold are recorded without stopping the run (the numbers of stand-in data decide nothing).
+    """
+    return os.environ.get(DRY_RUN_ENV) or None
+

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .. import files
 from .claims import Claims, markdown
-from .params import repo_root
+from .params import dry_run, repo_root
 
 __all__ = ["Report", "MAX_HEADLINE"]
 
@@ -100,10 +100,17 @@ class Report:
         plt.close(fig)
 
     def table(self, df, name: str, floatfmt: str = ".4g") -> None:
-        """Save a pandas DataFrame as tables/<name>.csv and tables/<name>.md."""
+        """Save a pandas DataFrame as tables/<name>.csv and tables/<name>.md.
+
+        Under a dry run (:func:`~gdmkit.companion.params.dry_run`) the table gets a first column
+        ``dry run`` saying so: its numbers come from stand-in data and weights.
+        """
         f = self._file("tables", name)
         if f is None:
             return
+        if dry_run():
+            df = df.copy()
+            df.insert(0, "dry run", dry_run())
         files.write_text(f.with_suffix(".csv"), df.to_csv(index=False, float_format="%.6g"))
         files.write_text(f.with_suffix(".md"), markdown(df, floatfmt) + "\n")
 
@@ -123,6 +130,8 @@ class Report:
         Raises ValueError naming the key when a value is NaN or infinite (nothing is merged then).
         """
         new = {k: _json_ready(v, k) for k, v in values.items()}
+        if dry_run():
+            new["dry_run"] = dry_run()
         self._metrics.update(new)
         if self.root is not None:
             files.write_text(self.root / "metrics.json",
@@ -148,6 +157,8 @@ class Report:
             if isinstance(v, (dict, list)) or (isinstance(v, str) and len(v) > 32):
                 raise ValueError(f"headline {k} must be one number or a short string, got {v!r:.80}")
             out[k] = float(f"{v:.4g}") if isinstance(v, float) else v
+        if dry_run():
+            out["dry_run"] = "stand-in data: not a result"
         if self.root is not None:
             files.write_text(self.root / "headline.json", json.dumps(out, indent=2) + "\n")
         return out
