@@ -307,3 +307,16 @@ def test_headline_is_flat_short_and_finite(tmp_path):
         report.headline(table={"a": 1.0})
     with pytest.raises(ValueError, match="bad_value"):
         report.headline(bad_value=float("nan"))
+
+
+def test_report_dataset_refuses_names_netcdf3_cannot_store(tmp_path):
+    import xarray as xr
+
+    report = companion.Report(tmp_path)
+    ok = xr.Dataset({"nll": (("a",), [1.0, 2.0])}, coords={"a": ["γ=1", "γ=2"]}, attrs={"note": "γ values"})
+    report.dataset(ok, "fine")  # non-Latin-1 text in values is stored
+    assert (tmp_path / "data" / "fine.nc").is_file()
+    bad = xr.Dataset({"γ_min": (("a",), [1.0, 2.0])})
+    with pytest.raises(ValueError, match="Latin-1.*γ_min"):
+        report.dataset(bad, "bad")
+    assert not (tmp_path / "data" / "bad.nc").exists()

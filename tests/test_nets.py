@@ -181,10 +181,21 @@ def test_every_unet_argument_is_in_its_config():
     changed = {"channels": 2, "image_size": 16, "base_channels": 32, "channel_mult": [1, 1],
                "num_res_blocks": 1, "attn_resolutions": [8], "dropout": 0.1, "state_channels": 2,
                "mid_attention": False, "emb_scale": 1.0}
-    assert set(changed) == params
+    # GUD App. A's conditioning option: its arguments only act together (cross-attention needs labels)
+    cross = {"state_conditioning": "cross_attention", "position_labels": torch.ones(1, 1, 8, 8),
+             "mixer_width": 8, "mixer_depth": 1}
+    assert set(changed) | set(cross) == params
     for key, value in changed.items():  # any argument changes the fingerprint
         assert config.fingerprint({**base, key: value}) != config.fingerprint(base), key
         assert _built({**base, key: value}, 0).to_config()[key] == value
+    cross_cfg = _built({**base, **cross}, 0).to_config()
+    other = {"state_conditioning": "channels", "position_labels": 2 * cross["position_labels"],
+             "mixer_width": 16, "mixer_depth": 2}
+    for key, value in cross.items():
+        assert config.fingerprint({**cross_cfg, key: other[key]}) != config.fingerprint(cross_cfg), key
+        got = cross_cfg[key]
+        assert torch.equal(got, value) if key == "position_labels" else got == value
+    assert base["state_conditioning"] == "channels" and base["position_labels"] is None
 
 
 def test_net_from_config_rejects_unknown_arguments_and_other_types():
@@ -192,3 +203,15 @@ def test_net_from_config_rejects_unknown_arguments_and_other_types():
         config.from_config({**MLP(2).to_config(), "width": 3})
     with pytest.raises(ValueError, match="of type 'MLP'"):
         UNet.from_config(MLP(2).to_config())
+
+
+def test_gud_conditioning_option_leaves_the_default_unet_unchanged():
+    """GUD App. A's option must not change what existing configs build: same modules, same weights, same
+    outputs as a config written before the option existed (no conditioning keys)."""
+    old_cfg = {k: v for k, v in unet_preset("smoke", 1, 8).to_config().items()
+               if k not in ("state_conditioning", "position_labels", "mixer_width", "mixer_depth")}
+    a, b = _built(old_cfg, 4), _built(unet_preset("smoke", 1, 8).to_config(), 4)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.cross is None and not any(k.startswith(("cross", "state_encoder")) for k in sa)
+    assert a.conv_in.in_channels == 2  # x_t and γ as channels

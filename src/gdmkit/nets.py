@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import config
+from . import conditioning, config
 
 __all__ = [
     "make_net",
@@ -269,6 +269,11 @@ class UNet(nn.Module):
         Self-attention in the middle block (DDPM: yes).
     emb_scale : float
         ``scale`` of :func:`sinusoidal_embedding`.
+    state_conditioning : {"channels", "cross_attention"}
+        γ as input channels (GUD App. B's NCSN++ variant), or App. A's conditioning: γ with
+        ``position_labels`` (L, *event_shape) through MLP-Mixer layers (``mixer_width``, ``mixer_depth``),
+        fed by cross-attention at every level down and up and in the middle (:mod:`gdmkit.conditioning`);
+        the input is then x_t alone. Both keep the ``summary`` time embedding.
     """
 
     def __init__(
@@ -283,9 +288,18 @@ class UNet(nn.Module):
         state_channels: int | None = None,
         mid_attention: bool = True,
         emb_scale: float = 1000.0,
+        state_conditioning: str = "channels",
+        position_labels: Tensor | None = None,
+        mixer_width: int = 32,
+        mixer_depth: int = 2,
     ):
         super().__init__()
         _check_unet_args(channels, image_size, base_channels, channel_mult, num_res_blocks, dropout)
+        self.state_conditioning, self.mixer_width = state_conditioning, int(mixer_width)
+        self.mixer_depth = int(mixer_depth)
+        self.position_labels = conditioning.check_position_labels(state_conditioning, position_labels,
+                                                                  channels, image_size)
+        cross = state_conditioning == "cross_attention"
         self.channels = int(channels)
         self.state_channels = int(channels if state_channels is None else state_channels)
         self.image_size, self.levels = int(image_size), len(channel_mult)
@@ -295,7 +309,8 @@ class UNet(nn.Module):
         self.dropout, self.mid_attention = float(dropout), bool(mid_attention)
         emb_ch = 4 * base_channels
         self.emb = nn.Sequential(nn.Linear(base_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
-        self.conv_in = nn.Conv2d(self.channels + self.state_channels, base_channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(self.channels + (0 if cross else self.state_channels), base_channels, 3,
+                                 padding=1)
         attn = set(self.attn_resolutions)
         self.down, skips, ch, res = nn.ModuleList(), [base_channels], base_channels, int(image_size)
         for level, mult in enumerate(channel_mult):
@@ -322,6 +337,14 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(ch, self.channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        self.cross = nn.ModuleDict() if cross else None  # built last: the default modules' init is unchanged
+        if cross:  # App. A: state encoder, one cross-attention per level down, in the middle, per level up
+            d = self.position_labels[0].numel()
+            self.state_encoder = conditioning.StateEncoder(self.position_labels.reshape(-1, d), mixer_width,
+                                                           mixer_depth)
+            for key, ch, res in conditioning.cross_sites(self.image_size, base_channels, channel_mult,
+                                                         num_res_blocks):
+                self.cross[key] = conditioning.StateCrossAttention(ch, mixer_width, d, res * res)
 
     def to_config(self) -> dict:
         """All constructor arguments: ``config.from_config`` builds the same architecture."""
@@ -329,7 +352,9 @@ class UNet(nn.Module):
                 "base_channels": self.base_channels, "channel_mult": list(self.channel_mult),
                 "num_res_blocks": self.num_res_blocks, "attn_resolutions": list(self.attn_resolutions),
                 "dropout": self.dropout, "state_channels": self.state_channels,
-                "mid_attention": self.mid_attention, "emb_scale": self.emb_scale}
+                "mid_attention": self.mid_attention, "emb_scale": self.emb_scale,
+                "state_conditioning": self.state_conditioning, "position_labels": self.position_labels,
+                "mixer_width": self.mixer_width, "mixer_depth": self.mixer_depth}
 
     @classmethod
     def from_config(cls, cfg: dict) -> UNet:
@@ -342,15 +367,20 @@ class UNet(nn.Module):
         s = _summary_batch(summary, x_t.shape[0])  # (B,)
         emb = sinusoidal_embedding(s, self.base_channels, scale=self.emb_scale)  # (B, base)
         emb = F.silu(self.emb(emb.to(x_t.dtype)))  # (B, 4*base)
-        h = self.conv_in(torch.cat([x_t, state.to(x_t.dtype)], dim=1))  # (B, base, H, W)
+        cross = self.cross is not None
+        tokens = self.state_encoder(state) if cross else None  # (B, d, mixer_width)
+        h = self.conv_in(x_t if cross else torch.cat([x_t, state.to(x_t.dtype)], dim=1))  # (B, base, H, W)
         hs = [h]
-        for block in self.down:
+        for i, block in enumerate(self.down):
             h = block(h, emb)
+            h = self.cross[f"down{i}"](h, tokens) if cross and f"down{i}" in self.cross else h
             hs.append(h)
-        for block in self.mid:
+        for i, block in enumerate(self.mid):
             h = block(h, emb)
-        for block in self.up:
+            h = self.cross["mid"](h, tokens) if cross and i == 0 else h
+        for i, block in enumerate(self.up):
             h = block(h, emb) if isinstance(block, _Up) else block(torch.cat([h, hs.pop()], dim=1), emb)
+            h = self.cross[f"up{i}"](h, tokens) if cross and f"up{i}" in self.cross else h
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W)
 
     def _check_inputs(self, x_t: Tensor, state: Tensor) -> None:

@@ -46,6 +46,14 @@ def _json_ready(v: Any, key: str) -> Any:
     return v
 
 
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _in_kernel() -> bool:
     try:
         from IPython import get_ipython
@@ -121,6 +129,12 @@ class Report:
             return
         if hasattr(ds, "to_dataset") and not hasattr(ds, "data_vars"):
             ds = ds.to_dataset(name=ds.name or name)
+        names = [str(n) for n in (*ds.variables, *ds.dims, *ds.attrs)]
+        bad = [n for n in names if not _latin1(n)]
+        if bad:
+            raise ValueError(f"result set {name!r}: netCDF3 names must be Latin-1, got {bad}; rename them "
+                             "with plain characters (e.g. 'gamma' for 'γ', '-' for '−') — labels with any "
+                             "characters can go into attribute values or a coordinate's values instead")
         files.atomic_write(f.with_suffix(".nc"),
                            lambda tmp: ds.to_netcdf(tmp, engine="scipy", format="NETCDF3_64BIT"))
 

@@ -352,6 +352,59 @@ def _haar_ramps(level: Tensor, column: Tensor, a: float, b: float) -> dict:
     return ramps
 
 
+def crossing_times(schedule: GammaSchedule, gamma_star: Tensor | float, *, iters: int = 64,
+                   chunk: int = 1024) -> Tensor:
+    """When each component's noising state reaches a level: t*_i = inf{t ∈ [0, 1] : γ_i(t) ≥ γ*_i}.
+
+    By bisection on t per component (γ_i(t) must be non-decreasing, as in every GUD schedule: eq. 18–22),
+    ``iters`` halvings (64: float64 resolution). NaN where γ_i(1) < γ*_i (never reached on [0, 1]).
+
+    Parameters
+    ----------
+    schedule : GammaSchedule
+    gamma_star : Tensor broadcastable to event_shape, or float
+        The level γ*_i per component.
+
+    Returns
+    -------
+    Tensor, shape event_shape, float64
+    """
+    if not isinstance(schedule, GammaSchedule):
+        raise ValueError(f"crossing_times needs a GammaSchedule (γ(t)), got {type(schedule).__name__}")
+    shape = tuple(schedule.event_shape)
+    g_star = torch.as_tensor(gamma_star, dtype=torch.float64).expand(shape).reshape(-1)
+    d = g_star.numel()
+    rows = torch.arange(d)
+
+    def gamma_at(t: Tensor) -> Tensor:  # γ_i(t_i) for per-component times t (d,), in chunks of times
+        out = [schedule.gamma(t[i:i + chunk])[0].reshape(len(t[i:i + chunk]), d)[rows[i:i + chunk] - i,
+                                                                                rows[i:i + chunk]]
+               for i in range(0, d, chunk)]
+        return torch.cat(out).double()
+
+    lo, hi = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
+    for _ in range(iters):  # invariant: γ(lo) < γ* <= γ(hi) where a crossing exists
+        mid = 0.5 * (lo + hi)
+        up = gamma_at(mid) >= g_star
+        hi, lo = torch.where(up, mid, hi), torch.where(up, lo, mid)
+    t = torch.where(gamma_at(torch.zeros(d, dtype=torch.float64)) >= g_star, 0.0, hi)
+    t = torch.where(gamma_at(torch.ones(d, dtype=torch.float64)) >= g_star, t, float("nan"))
+    return t.reshape(shape)
+
+
+def generation_times(schedule: GammaSchedule, log_var: Tensor | float = 0.0, log_snr: float = 0.0) -> Tensor:
+    """When each component is generated: the t at which log SNR_i(t) = log_var_i − γ_i(t) (GUD eq. 16–17)
+    falls to ``log_snr`` (0: SNR = 1) on the way to noise; read backwards, the sampler resolves
+    component i at that time. Shape event_shape, float64 (NaN: never noised that far, see
+    :func:`crossing_times`).
+
+    ``log_var`` is the log-variance of the *diffused* coordinate χ_i = x̄_i / S_i: 0 for GUD's
+    variance-matching prior (§4.4), log Σ_i of the data's coefficients for the white prior.
+    """
+    _finite(log_snr=log_snr)
+    return crossing_times(schedule, torch.as_tensor(log_var, dtype=torch.float64) - log_snr)
+
+
 @config.register
 class GroupwiseGamma(GammaSchedule):
     """GDM groups on a VP path: γ_i(t) = γ_min + (γ_max − γ_min)(1 − A_ii(t)) with A(t) of GDM eq. 10.
