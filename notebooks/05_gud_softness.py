@@ -94,6 +94,7 @@ mlp_hidden = 128
 mlp_depth = 3
 fig3_steps = 150
 unet = "smoke"  # U-Net preset of Fig. 5 and the conditioning comparison
+base_channels = None  # override the U-Net preset's width (None: the preset's; dry runs shrink it)
 fig5_steps = 30
 batch_size = 64
 lr = 0.002
@@ -295,6 +296,7 @@ claims.check("§4.4: for Gaussian data with the whitened prior every marginal is
 # EMA weights for evaluation.
 
 # %%
+unet_kw = {} if base_channels is None else {"base_channels": base_channels}
 _cfg = lambda steps: TrainConfig(  # noqa: E731
     steps=steps, batch_size=batch_size, lr=lr, lr_schedule="linear", ema_decay=ema_decay,
     log_every=max(1, steps // 40), ckpt_every=max(1, steps // 4), seed=seed)
@@ -304,7 +306,7 @@ for prior, (basis, _) in prior_basis.items():
     loss = _path(basis, fams[prior].member(a=1.0)).loss_fn(schedule_sampler=fams[prior])
     torch.manual_seed(seed)
     net = (nets.MLP(D, mlp_hidden, mlp_depth) if fig3_net == "mlp"
-           else nets.unet_preset(fig3_net, C, image_size))
+           else nets.unet_preset(fig3_net, C, image_size, **unet_kw))
     run = companion.cached_train(loss, net, x_train, _cfg(fig3_steps), device=device)
     trained[f"fig3 {prior}"] = run.ema.to(device).eval()
     history.append(companion.history_frame(run.history, model=f"fig3 {prior} ({fig3_net})"))
@@ -312,7 +314,7 @@ COND = {"channels": "γ channels (App. B)", "cross_attention": "cross-attention 
 labels_k = conditioning.position_labels(fourier, "frequency")  # |k|, App. A's label in the Fourier basis
 for mode, name in COND.items():
     torch.manual_seed(seed)
-    net = nets.unet_preset(unet, C, image_size, state_conditioning=mode, mixer_width=mixer_width,
+    net = nets.unet_preset(unet, C, image_size, **unet_kw, state_conditioning=mode, mixer_width=mixer_width,
                            mixer_depth=mixer_depth, position_labels=labels_k if mode != "channels" else None)
     loss = _path(fourier, fam5.member(a=1.0, r=0.0)).loss_fn(schedule_sampler=fam5)
     run = companion.cached_train(loss, net, g_train, _cfg(fig5_steps), device=device)

@@ -101,6 +101,7 @@ sweep_k = [1, 2, 4]  # shifts of the sweep
 sweep_strips = 8
 model_b = [0.3, 0.5]  # separate column networks (GUD §5.2); b = 0 is the scalar baseline of Fig. 8
 unet = "smoke"  # U-Net preset: smoke | laptop | paper
+base_channels = None  # override the U-Net preset's width (None: the preset's; dry runs shrink it)
 target = "x0"  # network target for sampling: "x0" (offline profiles, see Training) or "eps" (GUD eq. 11)
 nll_target = "eps"  # network target of the NLL models (GUD eq. 11); = target: the same networks
 train_steps = 30
@@ -385,10 +386,11 @@ runs[("field", ext_b, target)] = x_grf
 runs.update({("texture", b, nll_target): x_tex for b in model_b})
 runs[("field", ext_b, nll_target)] = x_grf
 nets_, history = {}, []
+unet_kw = {} if base_channels is None else {"base_channels": base_channels}
 wall["train"] = time.perf_counter()
 for (src, b, tgt), xs in runs.items():
     torch.manual_seed(seed)
-    net = nets.unet_preset(unet, 1, L)
+    net = nets.unet_preset(unet, 1, L, **unet_kw)
     run = companion.cached_train(column_path(b, tgt).loss_fn(), net, xs, cfg, device=device)
     nets_[(src, b, tgt)] = run.ema.to(device).eval()
     history.append(companion.history_frame(run.history, model=f"{src}, b = {b:g}, {tgt}"))

@@ -90,6 +90,7 @@ prior = "white"  # "white" (GUD §5.3's isotropic prior) | "matching" (variance-
 gamma_min = -7.0  # γ_min of eq. 21-22
 gamma_max = 7.0  # γ_max of eq. 21-22
 net = "mlp"  # "mlp" or a U-Net preset: smoke | laptop | paper
+base_channels = None  # override the U-Net preset's width (None: the preset's; dry runs shrink it)
 hidden = 256  # MLP width
 depth = 3  # MLP hidden layers
 emb_dim = 32  # MLP embedding of the γ summary
@@ -415,10 +416,11 @@ train_data = {"data": x_train, **({"gaussian": x_gauss_train} if gaussian_model 
 losses = {"family": haar_path(0.5, 0.5).loss_fn(schedule_sampler=family), "standard": std_path.loss_fn()}
 trained, history = {}, []
 wall["train"] = time.perf_counter()
+unet_kw = {} if net == "mlp" or base_channels is None else {"base_channels": base_channels}
 for kind, xs in train_data.items():
     for name, loss in losses.items():
         torch.manual_seed(seed)
-        model = nets.make_net(net, shape, hidden=hidden, depth=depth, emb_dim=emb_dim)
+        model = nets.make_net(net, shape, hidden=hidden, depth=depth, emb_dim=emb_dim, **unet_kw)
         run = companion.cached_train(loss, model, xs, cfg, device=device)
         trained[kind, name] = run.ema.to(device).eval()
         history.append(companion.history_frame(run.history, model=f"{name} ({kind})"))

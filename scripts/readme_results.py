@@ -35,6 +35,23 @@ SECTIONS = {
         "Table 1 at laptop scale: sample quality (a classifier Fréchet distance on 12×12 digits, lower is "
         "better, ± std over 3 runs) of the four k = 2 grouping strategies, next to the paper's FID10K on "
         "CIFAR-10; Bottom→Top comes first and Right→Left second, as in the paper."),
+    "04_semantic_band": (
+        "§4 · GDM-F: the semantic band, factors of variation, editing (GDM §3.4, §4.2–4.5)", "factor_band.png",
+        "How much each known factor of the procedural shapes changes when one frequency band's latents are "
+        "resampled, GDM-F against the same index sets under a scalar schedule (k = 1): the lowest band "
+        "moves position, scale and hue far more than the highest."),
+    "05_gud_softness": (
+        "§5 · GUD soft conditioning: softness, whitening, ordering (GUD §4.2–4.5, §5.1)", "fig3_softness.png",
+        "Fig. 3 at laptop scale: NLL (bits/dim, probability-flow ODE) and sample quality against the "
+        "softness a, unwhitened and whitened, one network per scaling trained over a drawn per batch."),
+    "06_column_extension": (
+        "§6 · Column-wise generation and image extension (GUD §5.2, App. C)", "fig7_strips_oracle.png",
+        "Image extension (App. C) of a stationary Gaussian random field with the exact oracle: strips 8 "
+        "windows long, with the derived condition under which appending prior noise restores the state."),
+    "07_haar": (
+        "§7 · Haar wavelets ⊗ column-wise schedules (GUD §5.3, eq. 22)", "schedule_generation_times.png",
+        "When each Haar coefficient is generated (its SNR crosses 1) for several (a, b), with eq. 22 as "
+        "corrected: coarsest level first, left columns first within a level."),
 }
 
 

@@ -335,3 +335,15 @@ def test_bad_sizes_and_mismatched_labels():
         D.TensorData(torch.zeros(3, 2), torch.zeros(2))
     with pytest.raises(ValueError, match="'hue': 4"):
         D.TensorData(torch.zeros(3, 2), factors={"hue": torch.zeros(4)})
+
+
+def test_imagefolder_relative_path_is_looked_up_under_root(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "ffhq").mkdir()
+    a = np.random.default_rng(5).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "ffhq" / "0.png")
+    ds = D.load_dataset("imagefolder:ffhq", root=tmp_path)
+    assert torch.allclose(ds.x[0], torch.from_numpy(a).permute(2, 0, 1).float() / 127.5 - 1)
+    with pytest.raises(D.DatasetNotFoundError):
+        D.load_dataset("imagefolder:ffhq", root=tmp_path / "elsewhere")

@@ -324,7 +324,7 @@ def load_dataset(name: str, root: str | os.PathLike = "data", split: str = "trai
     k/127.5 − 1), y (N,) labels. Never downloads unless ``download=True``.
 
     name : "mnist", "fashion_mnist", "cifar10", "pcam" or "imagefolder:<path>" (AFHQ, CelebA-HQ,
-        FFHQ); split : "train" / "test" ("val" for pcam; a subfolder for image folders);
+        FFHQ; a relative <path> under ``root`` if it is there, else from the working folder); split : "train" / "test" ("val" for pcam; a subfolder for image folders);
         n : keep the first n examples. After ``image_size`` resizing pixels leave the 8-bit
         grid, so dequantize (if wanted) at the native size.
     """
@@ -340,8 +340,9 @@ def load_dataset(name: str, root: str | os.PathLike = "data", split: str = "trai
         x, y = _load_cifar10(root, split, download)
     elif name == "pcam":
         x, y = _load_pcam(root, split, download)
-    elif name.startswith("imagefolder:"):
-        x, y = _load_folder(Path(name.split(":", 1)[1]), split, image_size, n)
+    elif name.startswith("imagefolder:"):  # a relative folder is looked up under root first
+        folder = Path(name.split(":", 1)[1])
+        x, y = _load_folder(root / folder if (root / folder).is_dir() else folder, split, image_size, n)
     else:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(PAPER_DATASETS)}")
     x, y = x[:n], y[:n]
