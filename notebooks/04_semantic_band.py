@@ -87,7 +87,7 @@ dataset = "shapes"  # shapes (offline, known factors) | imagefolder:<path> (pape
 data_root = "data"  # where paper datasets live (relative to the repository root)
 n_train = 1024  # training images (shapes: generated; image folders: the first n)
 n_heldout = 64  # held-out real images (encoding, Fig. 4b, Figs. 7-8, Remark 4.1)
-image_size = 16  # 16: bands [0, 29], [30, 99], [100, 255]; >= 23 adds S4 = [500, ...]
+image_size = 16  # 16: bands [0, 29], [30, 99], [100, 255]; 23 and up adds S4, [500, ...]
 basis = "dct"  # dct | blur (Gaussian-blur eigenbasis, App. A.4)
 band_starts = [30, 100, 500]  # first ranks of S2, S3, S4 (GDM §4.3), truncated to the image
 unet = "smoke"  # U-Net preset: smoke | laptop | paper
@@ -99,7 +99,7 @@ ema_decay = 0.98
 bf16 = False  # bfloat16 autocast (CUDA only)
 train_boundaries = [[0.6, 0.8], [0.1, 0.3]]  # t_end of groups k..2 in training; one GDM-F each (Table 2 rows)
 gen_boundaries = [[0.1, 0.2], [0.33, 0.67], [0.6, 0.8]]  # the same in generation (Table 2 columns)
-nfe = 12  # Heun steps of every encode / decode with a trained model (NFE = 2 × this)
+nfe = 12  # Heun steps of every encode / decode with a trained model (NFE: 2 × this)
 exact_nfe = 96  # Heun steps with the exact oracle
 classifier_steps = 100  # training steps of the feature classifier
 vgg_weights = None  # path of the VGG-19 weights (None: $GDMKIT_VGG19_WEIGHTS or the torch hub cache)
@@ -154,6 +154,9 @@ if dataset == "shapes":  # generated: the held-out images come from another seed
 else:  # an image folder: the n_heldout images after the first n_train are held out
     full = data.make_dataset(dataset, n=n_train + n_heldout, size=image_size, root=str(root / data_root),
                              split="train")
+    if len(full) < n_train + n_heldout:
+        raise ValueError(f"{dataset} under {root / data_root} holds {len(full)} images, fewer than n_train + "
+                         f"n_heldout = {n_train + n_heldout}: add images or lower n_train in params.yaml")
     train_set = data.TensorData(full.x[:n_train], full.y[:n_train], name=full.name)
     held_set = data.TensorData(full.x[n_train:], full.y[n_train:], name=full.name)
 x_data, x_held = train_set.x, held_set.x

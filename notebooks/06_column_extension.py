@@ -90,7 +90,7 @@ field_power = 4.0  # spectrum S(f) ∝ (|2πf|² + ℓ⁻²)^(−power/2)
 field_corr_length = 2.0  # ℓ in pixels
 fig6_columns = 5  # columns in Fig. 6
 fig6_b = [0.2, 0.5, 0.8]  # softness values in Fig. 6
-ext_b = 0.5  # softness of the main extension runs (the trained b = 0.5 model)
+ext_b = 0.5  # softness of the main extension runs (the trained b 0.5 model)
 ext_k = 2  # columns per shift (≤ max_shift(ext_b, L))
 strip_windows = 8  # strip length in windows (≥ 8: the minimum)
 n_strips = 16  # strips per setting
@@ -99,21 +99,21 @@ start_steps = 32  # steps of the first window (1 → t) and of the last one (t �
 sweep_b = [0.3, 0.5, 0.7]  # softness values of the k × b sweep (exact oracle)
 sweep_k = [1, 2, 4]  # shifts of the sweep
 sweep_strips = 8
-model_b = [0.3, 0.5]  # separate column networks (GUD §5.2); b = 0 is the scalar baseline of Fig. 8
+model_b = [0.3, 0.5]  # separate column networks (GUD §5.2); b 0 is the scalar baseline of Fig. 8
 unet = "smoke"  # U-Net preset: smoke | laptop | paper
 base_channels = None  # override the U-Net preset's width (None: the preset's; dry runs shrink it)
 target = "x0"  # network target for sampling: "x0" (offline profiles, see Training) or "eps" (GUD eq. 11)
-nll_target = "eps"  # network target of the NLL models (GUD eq. 11); = target: the same networks
+nll_target = "eps"  # network target of the NLL models (GUD eq. 11); equal to target: the same networks
 train_steps = 30
 batch_size = 32
 lr = 0.002
 ema_decay = 0.98
 bf16 = False  # bfloat16 autocast (CUDA only)
 n_nll = 4  # held-out windows for bits/dim
-nll_rtol = 0.001  # ODE tolerance (rtol = atol) for bits/dim (GUD App. B: 1e-4)
+nll_rtol = 0.001  # ODE tolerance (rtol and atol) for bits/dim (GUD App. B: 1e-4)
 exact_step = 0.01  # RK4 step of the exact oracle's ODE likelihood
 recon_t = 0.5  # Fig. 8: noising time of the partial reconstruction
-recon_gamma_keep = -4.0  # Fig. 8: columns with γ_i(t) <= this count as kept (nearly clean)
+recon_gamma_keep = -4.0  # Fig. 8: columns with γ_i(t) at most this count as kept (nearly clean)
 recon_images = 2  # held-out images in Fig. 8
 recon_seeds = 3  # reconstructions per image
 n_samples = 16  # samples per model (Fig. 7 left)

@@ -103,7 +103,7 @@ grid_a = [0.3, 0.7]  # the (a, b) grid of the NLL map
 grid_b = [0.3, 0.7]
 gaussian_model = True  # also train both networks on Gaussian data (exact NLL known) for the gap
 n_nll = 16  # test images per bits/dim estimate
-nll_tol = 0.001  # rtol = atol of the adaptive ODE solver (GUD App. B: 1e-4)
+nll_tol = 0.001  # rtol and atol of the adaptive ODE solver (GUD App. B: 1e-4)
 n_probes = 1  # Hutchinson probes per image (GUD App. B: 3)
 n_oracle = 32  # Gaussian samples for the oracle check
 fig4_times = [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -22,15 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 CASES = [(nb, prof) for nb in NOTEBOOKS for prof in ("paper", "gpu") if prof in PARAMS.get(nb, {})]
-# Dry runs that do not fit CI yet, with the reason (set GDMKIT_DRY_RUN_ALL=1 to run them anyway). Their
-# paper profiles work at 32×32 (d = 3072) with exact oracles (full-covariance Gaussian windows, exact
-# divergences, bisection for generation times) whose CPU cost does not shrink with the budgets; the
-# notebook-side fixes their dry runs found so far are in (06: 8-bit grid after downsampling).
-NOT_IN_CI = {  # what was seen on this machine (2 cores, shared with other runs); not yet measured alone
-    "05_gud_softness": "the exact-oracle likelihood check at d = 3072 ran > 5 min without finishing",
-    "06_column_extension": "the exact-oracle bits/dim cell of the 32×32 column path ran > 3 min without finishing",
-    "07_haar": "the generation-time maps took 2.5 min and the NLL map ran > 6 min without finishing",
-}
 
 
 def test_every_notebook_has_a_paper_profile_and_a_dry_run_block():
@@ -59,14 +50,41 @@ def test_standins_are_read_by_the_paper_loaders(standin_root):
     assert afhq.y.unique().numel() == 3  # cat, dog, wild
 
 
+def _jobs() -> int:
+    """Dry runs at once: each is one process on one thread (``threads: 1`` in its block), so one per core
+    (``GDMKIT_DRY_RUN_JOBS`` overrides)."""
+    return max(1, int(os.environ.get("GDMKIT_DRY_RUN_JOBS", 0)) or os.cpu_count() or 1)
+
+
+def _dry_run(notebook: str, profile: str, root: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"notebooks/{notebook}.py",
+                           "--profile", profile, "--dry-run", "--data-root", str(root), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def dry_runs(request, standin_root, tmp_path_factory):
+    """The selected dry runs, started at once on a pool of :func:`_jobs` workers; each test
+    waits for its own. Maps (notebook, profile) to (future, out folder)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    selected = {(it.callspec.params["notebook"], it.callspec.params["profile"]) for it in request.session.items
+                if getattr(it, "originalname", None) == "test_dry_run_finishes_and_writes_its_outputs"}
+    todo = [c for c in CASES if c in selected]
+    with ThreadPoolExecutor(max_workers=_jobs()) as pool:
+        runs = {}
+        for nb, prof in todo:
+            out = tmp_path_factory.mktemp(f"dry_{nb}_{prof}") / "out"
+            runs[nb, prof] = pool.submit(_dry_run, nb, prof, standin_root, out), out
+        yield runs
+        for fut, _ in runs.values():
+            fut.cancel()
+
+
 @pytest.mark.parametrize("notebook, profile", CASES, ids=[f"{n}-{p}" for n, p in CASES])
-def test_dry_run_finishes_and_writes_its_outputs(notebook, profile, standin_root, tmp_path):
-    if notebook in NOT_IN_CI and not os.environ.get("GDMKIT_DRY_RUN_ALL"):
-        pytest.skip(f"not in CI yet: {NOT_IN_CI[notebook]}")
-    out = tmp_path / "out"
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"notebooks/{notebook}.py",
-                          "--profile", profile, "--dry-run", "--data-root", str(standin_root), "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True)
+def test_dry_run_finishes_and_writes_its_outputs(notebook, profile, dry_runs):
+    fut, out = dry_runs[notebook, profile]
+    res = fut.result()
     assert res.returncode == 0, res.stderr[-4000:]
     for entry in ("figures", "tables", "metrics.json", "headline.json", "notebook.ipynb"):
         assert (out / entry).exists(), f"the dry run of {notebook}/{profile} did not write {entry}"

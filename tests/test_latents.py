@@ -184,6 +184,29 @@ def test_whiteness_of_prior_draws(basis):
     assert (w2["cov_ratio"] > 10 * bad).all() and (w2["ks_reject"] > 0.5).all()
 
 
+def test_whiteness_statistics_are_their_definitions(basis):
+    """The N × N Gram form of the covariance ratio and the vectorised KS test equal the d × d and per-component
+    definitions; the total correlation is NaN exactly where N ≤ d (singular correlation matrix)."""
+    from scipy import stats
+
+    g = latents.paper_bands(basis)
+    z = torch.randn(40, *SHAPE, generator=_gen(3)) * 1.3 + 0.1
+    w = latents.whiteness(z, g)
+    for j in range(g.k):
+        zb = z.double()[:, g.mask(j)]
+        n, d = zb.shape
+        m2 = zb.T @ zb / n
+        direct = float((m2 - torch.eye(d, dtype=m2.dtype)).square().sum() / (d * (d + 1) / n))
+        assert w["cov_ratio"][j] == pytest.approx(direct, rel=1e-9)
+        ks = sum(stats.kstest(zb[:, i].numpy(), "norm").pvalue < 0.01 for i in range(d)) / d
+        assert w["ks_reject"][j] == pytest.approx(ks)
+        if n > d:
+            tc = -0.5 * float(torch.linalg.slogdet(torch.corrcoef(zb.T)).logabsdet)
+            assert w["gauss_tc"][j] == pytest.approx(tc, rel=1e-9)
+        else:
+            assert math.isnan(w["gauss_tc"][j])
+
+
 # ------------------------------------------------------------------------------------------ figures
 def test_latent_figures_are_readable():
     import matplotlib

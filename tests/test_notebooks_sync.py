@@ -56,6 +56,18 @@ def test_smoke_profile_is_the_parameters_cell(source: Path):
         assert not unknown, f"params.yaml {source.stem}.{profile} sets {sorted(unknown)}, unknown to the notebook"
 
 
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(source: Path):
+    """papermill skips a parameter line it cannot parse (e.g. a second '=' inside its comment) with only
+    a log warning, and then calls each injected value of that name an unknown parameter."""
+    import papermill
+
+    found = set(papermill.inspect_notebook(str(source.with_suffix(".ipynb"))))
+    missing = set(_defaults(jupytext.read(source))) - found
+    assert not missing, (f"papermill cannot read {sorted(missing)} from the parameters cell of {source.name}: "
+                         "keep one '=' per line there (write 'equal to', '<' or 'at most' in the comment)")
+
+
 def _runner():
     spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "scripts" / "run_notebook.py")
     runner = importlib.util.module_from_spec(spec)

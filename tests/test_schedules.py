@@ -808,3 +808,28 @@ def test_schedule_sampler_draws_a_member_then_an_order():
         S.schedule_sampler([G.cdm((1, 4, 4)), G.cdm((1, 2, 2))])
     with pytest.raises(ValueError, match=r"shape \(k, 2\) = \(2, 2\)"):
         S.schedule_sampler([G.cdm((1, 4, 4))], intervals=S.uniform_intervals(3))
+
+
+# --------------------------------------------------------------------------- per-component times
+def _diagonal_schedules():
+    lab = Haar((1, 8, 8), levels=3).labels()
+    level, column = lab["level"].expand(1, 8, 8), lab["column"].expand(1, 8, 8)
+    log_var = torch.linspace(-3, 1, 64, dtype=torch.float64).reshape(1, 8, 8)
+    grouping = G.Grouping(torch.arange(64).reshape(1, 8, 8) // 16)
+    return {"LinearGamma": S.LinearGamma(log_var, -log_var, 0.7, power=0.5),
+            "ColumnGamma": S.ColumnGamma(column, 0.4),
+            "HaarColumnGamma": S.HaarColumnGamma(level, column, 0.5, 0.3),
+            "PrintedHaarColumnGamma": S.PrintedHaarColumnGamma(level, column, 0.4, 0.3),
+            "GroupwiseGamma": S.GroupwiseGamma(grouping)}
+
+
+@pytest.mark.parametrize("name", list(_diagonal_schedules()))
+def test_gamma_diagonal_is_the_diagonal_of_gamma(name):
+    """γ_i(t_i) in one elementwise pass (or the chunked fallback) equals row i of γ(t) at t = t_i."""
+    s = _diagonal_schedules()[name].double()
+    t = torch.rand(s.event_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    full = s.gamma(t.reshape(-1))[0].reshape(t.numel(), -1)
+    assert torch.equal(s.gamma_diagonal(t), full.diagonal().reshape(t.shape))
+    assert torch.equal(s.gamma_diagonal(t, chunk=7), full.diagonal().reshape(t.shape))
+    with pytest.raises(ValueError, match="one time per component"):
+        s.gamma_diagonal(t.reshape(-1))

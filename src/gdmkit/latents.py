@@ -429,15 +429,14 @@ def whiteness(z: Tensor, grouping: Grouping, *, alpha: float = 0.01):
     for j in range(grouping.k):
         zb = zf[:, grouping.mask(j)]  # (N, d)
         n, d = zb.shape
-        m2 = zb.T @ zb / n
-        corr = torch.corrcoef(zb.T).reshape(d, d)
-        logdet = torch.linalg.slogdet(corr)
-        pvals = [stats.kstest(zb[:, i].numpy(), "norm").pvalue for i in range(d)]
-        rows.append({"band": j, "d": d, "N": n,
-                     "cov_ratio": float((m2 - torch.eye(d, dtype=m2.dtype)).square().sum()
-                                        / (d * (d + 1) / n)),
-                     "mean_sq": float(zb.square().mean()),
-                     "ks_reject": float(sum(p < alpha for p in pvals) / d),
-                     "gauss_tc": float(-0.5 * logdet.logabsdet) if logdet.sign > 0 and n > d
-                     else float("nan")})
+        # ‖zᵀz/N − I‖_F² = ‖z zᵀ‖_F²/N² − 2‖z‖_F²/N + d: an N × N Gram matrix, never the d × d one
+        dev = (zb @ zb.T).square().sum() / n**2 - 2 * zb.square().sum() / n + d
+        tc = float("nan")  # the correlation matrix is singular unless N > d
+        if n > d:
+            logdet = torch.linalg.slogdet(torch.corrcoef(zb.T).reshape(d, d))
+            tc = float(-0.5 * logdet.logabsdet) if logdet.sign > 0 else tc
+        pvals = stats.kstest(zb.numpy(), "norm", axis=0).pvalue
+        rows.append({"band": j, "d": d, "N": n, "cov_ratio": float(dev / (d * (d + 1) / n)),
+                     "mean_sq": float(zb.square().mean()), "ks_reject": float((pvals < alpha).mean()),
+                     "gauss_tc": tc})
     return pd.DataFrame(rows)

@@ -91,10 +91,11 @@ def write_pcam(root: str | os.PathLike, n: int = 64, seed: int = 2) -> Path:
     return base
 
 
-def write_image_folder(path: str | os.PathLike, n: int = 64, size: int = 64,
+def write_image_folder(path: str | os.PathLike, n: int = 320, size: int = 64,
                        classes: tuple[str, ...] = (), seed: int = 3) -> Path:
     """PNG files under ``path/train/<class>/`` (ImageFolder layout; AFHQ) or ``path/`` flat (FFHQ,
-    CelebA-HQ), ``n`` in all, ``size`` × ``size`` RGB."""
+    CelebA-HQ), ``n`` in all, ``size`` × ``size`` RGB (320: enough for the dry runs' training and
+    held-out images together)."""
     from PIL import Image
 
     rng = _rng(seed)

@@ -93,11 +93,36 @@ class GammaSchedule(Schedule):
     """VP path from a noising state γ(t) (GUD eq. 13–17): α² = sigmoid(−γ), σ² = sigmoid(γ).
 
     Subclasses implement :meth:`gamma` returning (γ, γ′), each (B, *event_shape). Then
-    α′ = −½ α σ² γ′, σ′ = ½ σ α² γ′, α′/α = −½ σ² γ′ and β = g² = σ² γ′ (eq. 14).
+    α′ = −½ α σ² γ′, σ′ = ½ σ α² γ′, α′/α = −½ σ² γ′ and β = g² = σ² γ′ (eq. 14). A schedule whose
+    γ_i depends on t and its own component i alone implements ``_gamma_b(tb, side)`` instead, on times
+    tb that broadcast against event_shape: then :meth:`gamma` views (B,) times as (B, 1, ..., 1) and
+    :meth:`gamma_diagonal` evaluates every component at its own time in one pass.
     """
 
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
+        if type(self)._gamma_b is GammaSchedule._gamma_b:
+            raise NotImplementedError(f"{type(self).__name__} implements neither gamma nor _gamma_b")
+        return self._gamma_b(tensors.bcast(t, len(self.event_shape)), side)
+
+    def _gamma_b(self, tb: Tensor, side: str) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    def gamma_diagonal(self, t: Tensor, chunk: int = 1024) -> Tensor:
+        """γ_i(t_i): each component at its own time, t of shape event_shape; returns event_shape.
+
+        One elementwise pass where the schedule has ``_gamma_b``; otherwise the diagonal of
+        :meth:`gamma` on the d times, ``chunk`` times at once (d² work).
+        """
+        shape = tuple(self.event_shape)
+        if tuple(t.shape) != shape:
+            raise ValueError(f"gamma_diagonal needs one time per component, shape {shape}, got {tuple(t.shape)}")
+        if type(self)._gamma_b is not GammaSchedule._gamma_b:
+            return self._gamma_b(t[None], "left")[0][0]
+        flat, d = t.reshape(-1), t.numel()
+        rows = torch.arange(d)
+        out = [self.gamma(flat[i:i + chunk])[0].reshape(-1, d)[rows[i:i + chunk] - i, rows[i:i + chunk]]
+               for i in range(0, d, chunk)]
+        return torch.cat(out).reshape(shape)
 
     def marginal(self, t: Tensor, side: str = "left") -> Marginal:
         g, dg = self.gamma(t, side)
@@ -193,8 +218,7 @@ class LinearGamma(GammaSchedule):
                 "gamma_noise": float(self.gamma_noise_given),
                 "sigma_min": self.sigma_min, "power": self.power}
 
-    def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
-        tb = tensors.bcast(t, len(self.event_shape))
+    def _gamma_b(self, tb: Tensor, side: str) -> tuple[Tensor, Tensor]:
         s, ds = time_reparam(tb, self.power)
         return self.gamma_min.to(tb) + s * self.delta, (ds * self.delta).expand(-1, *self.event_shape)
 
@@ -241,8 +265,7 @@ class ColumnGamma(GammaSchedule):
         return {"type": "ColumnGamma", "column": _leaf(self.column), "b": self.b,
                 "gamma_min": self.gamma_min, "gamma_max": self.gamma_max}
 
-    def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
-        tb = tensors.bcast(t, len(self.event_shape))
+    def _gamma_b(self, tb: Tensor, side: str) -> tuple[Tensor, Tensor]:
         slope = (self.gamma_max - self.gamma_min) / (1 - self.b)
         raw = self.gamma_min + (tb - self.t_i.to(tb)) * slope
         active = _ramp_active(tb, self.t_on.to(tb), self.t_off.to(tb), side)
@@ -323,8 +346,7 @@ class HaarColumnGamma(GammaSchedule):
         return {"type": "HaarColumnGamma", "level": _leaf(self.level), "column": _leaf(self.column),
                 "a": self.a, "b": self.b, "gamma_min": self.gamma_min, "gamma_max": self.gamma_max}
 
-    def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
-        tb = tensors.bcast(t, len(self.event_shape))
+    def _gamma_b(self, tb: Tensor, side: str) -> tuple[Tensor, Tensor]:
         ti = ((tb - self.c_i.to(tb)) / (1 - self.a)).clamp(0.0, 1.0)
         slope = (self.gamma_max - self.gamma_min) / (1 - self.b)
         raw = self.gamma_min + slope * (ti - self.c_ij.to(tb))
@@ -338,8 +360,9 @@ class HaarColumnGamma(GammaSchedule):
         return list(self._breakpoints)
 
 
-def _haar_ramps(level: Tensor, column: Tensor, a: float, b: float) -> dict:
-    """Exact ramp ends of eq. 22 per (level n, column): c_i + (1 − a) c_ij and c_i + (1 − a)(c_ij + 1 − b)."""
+def _haar_ramps(level: Tensor, column: Tensor, a: float, b: float, printed: bool = False) -> dict:
+    """Exact ramp ends of eq. 22 per (level n, column): c_i + (1 − a) c_ij and c_i + (1 − a)(c_ij + 1 − b)
+    (the corrected clock); ``printed``: c_i/(1 − a) + c_ij and that + 1 − b (the printed clock)."""
     aq, bq, n_levels = Fraction(a), Fraction(b), int(level.max())
     ramps = {}
     for n in torch.unique(level).tolist():
@@ -348,7 +371,10 @@ def _haar_ramps(level: Tensor, column: Tensor, a: float, b: float) -> dict:
         L = int(column[level == n].max()) + 1
         for col in torch.unique(column[level == n]).tolist():
             c_ij = bq * (L - 1 - col) / (L - 1) if L > 1 else Fraction(0)
-            ramps[(n, col)] = (c_i + (1 - aq) * c_ij, c_i + (1 - aq) * (c_ij + 1 - bq))
+            if printed:
+                ramps[(n, col)] = (c_i / (1 - aq) + c_ij, c_i / (1 - aq) + c_ij + 1 - bq)
+            else:
+                ramps[(n, col)] = (c_i + (1 - aq) * c_ij, c_i + (1 - aq) * (c_ij + 1 - bq))
     return ramps
 
 
@@ -372,23 +398,18 @@ def crossing_times(schedule: GammaSchedule, gamma_star: Tensor | float, *, iters
     if not isinstance(schedule, GammaSchedule):
         raise ValueError(f"crossing_times needs a GammaSchedule (γ(t)), got {type(schedule).__name__}")
     shape = tuple(schedule.event_shape)
-    g_star = torch.as_tensor(gamma_star, dtype=torch.float64).expand(shape).reshape(-1)
-    d = g_star.numel()
-    rows = torch.arange(d)
+    g_star = torch.as_tensor(gamma_star, dtype=torch.float64).expand(shape)
 
-    def gamma_at(t: Tensor) -> Tensor:  # γ_i(t_i) for per-component times t (d,), in chunks of times
-        out = [schedule.gamma(t[i:i + chunk])[0].reshape(len(t[i:i + chunk]), d)[rows[i:i + chunk] - i,
-                                                                                rows[i:i + chunk]]
-               for i in range(0, d, chunk)]
-        return torch.cat(out).double()
+    def gamma_at(t: Tensor) -> Tensor:  # γ_i(t_i) for per-component times t (event_shape)
+        return schedule.gamma_diagonal(t, chunk).double()
 
-    lo, hi = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
+    lo, hi = torch.zeros(shape, dtype=torch.float64), torch.ones(shape, dtype=torch.float64)
     for _ in range(iters):  # invariant: γ(lo) < γ* <= γ(hi) where a crossing exists
         mid = 0.5 * (lo + hi)
         up = gamma_at(mid) >= g_star
         hi, lo = torch.where(up, mid, hi), torch.where(up, lo, mid)
-    t = torch.where(gamma_at(torch.zeros(d, dtype=torch.float64)) >= g_star, 0.0, hi)
-    t = torch.where(gamma_at(torch.ones(d, dtype=torch.float64)) >= g_star, t, float("nan"))
+    t = torch.where(gamma_at(torch.zeros(shape, dtype=torch.float64)) >= g_star, 0.0, hi)
+    t = torch.where(gamma_at(torch.ones(shape, dtype=torch.float64)) >= g_star, t, float("nan"))
     return t.reshape(shape)
 
 

@@ -18,14 +18,12 @@ for every component: standard diffusion with the white prior.
 """
 from __future__ import annotations
 
-from fractions import Fraction
-
 import torch
 from torch import Tensor
 
-from .. import config, tensors
+from .. import config
 from .core import _ramp_active
-from .gamma import HaarColumnGamma, _ramp_table
+from .gamma import HaarColumnGamma, _haar_ramps, _ramp_table
 
 __all__ = ["PrintedHaarColumnGamma", "level_cascade_threshold", "column_cascade_threshold"]
 
@@ -43,7 +41,7 @@ class PrintedHaarColumnGamma(HaarColumnGamma):
     def __init__(self, level: Tensor, column: Tensor, a: float, b: float,
                  gamma_min: float = -7.0, gamma_max: float = 7.0):
         super().__init__(level, column, a, b, gamma_min, gamma_max)
-        start, end, self._breakpoints = _ramp_table(_printed_ramps(self.level, self.column, self.a, self.b),
+        start, end, self._breakpoints = _ramp_table(_haar_ramps(self.level, self.column, self.a, self.b, printed=True),
                                                     torch.stack([self.level, self.column], dim=-1))
         self.register_buffer("t_on", start, persistent=False)
         self.register_buffer("t_off", end, persistent=False)
@@ -51,27 +49,12 @@ class PrintedHaarColumnGamma(HaarColumnGamma):
     def to_config(self) -> dict:
         return {**super().to_config(), "type": "PrintedHaarColumnGamma"}
 
-    def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
-        tb = tensors.bcast(t, len(self.event_shape))
+    def _gamma_b(self, tb: Tensor, side: str) -> tuple[Tensor, Tensor]:
         ti = (tb - self.c_i.to(tb) / (1 - self.a)).clamp(0.0, 1.0)  # the printed clock
         slope = (self.gamma_max - self.gamma_min) / (1 - self.b)
         raw = self.gamma_min + slope * (ti - self.c_ij.to(tb))
         active = _ramp_active(tb, self.t_on.to(tb), self.t_off.to(tb), side)
         return raw.clamp(self.gamma_min, self.gamma_max), torch.where(active, slope, 0.0).to(raw)
-
-
-def _printed_ramps(level: Tensor, column: Tensor, a: float, b: float) -> dict:
-    """Exact ramp ends of the printed eq. 22 per (level n, column): c_i/(1 − a) + c_ij (+ 1 − b)."""
-    aq, bq, n_levels = Fraction(a), Fraction(b), int(level.max())
-    ramps = {}
-    for n in torch.unique(level).tolist():
-        i = n_levels + 1 - n
-        c_i = aq * (n_levels - i) / (n_levels - 1) if n_levels > 1 else Fraction(0)
-        L = int(column[level == n].max()) + 1
-        for col in torch.unique(column[level == n]).tolist():
-            c_ij = bq * (L - 1 - col) / (L - 1) if L > 1 else Fraction(0)
-            ramps[(n, col)] = (c_i / (1 - aq) + c_ij, c_i / (1 - aq) + c_ij + 1 - bq)
-    return ramps
 
 
 def level_cascade_threshold(n_levels: int) -> float:
