@@ -248,7 +248,7 @@ _path = lambda basis, schedule: paths.DiagonalPath(basis, schedule, scale=getatt
                                                    target="eps")  # noqa: E731
 ode_kw = dict(rtol=ode_rtol, atol=ode_rtol)
 ORACLE_TOL = 0.01  # nats per example, at rtol = atol = oracle_rtol
-cases = [("digits (fitted Gaussian)", prior, 0.0, a, g, _path(basis, fams[prior].member(a=a)), x_test)
+cases = [(f"{dataset} (fitted Gaussian)", prior, 0.0, a, g, _path(basis, fams[prior].member(a=a)), x_test)
          for prior, (basis, g) in prior_basis.items() for a in a_grid]
 cases += [("GRF (exact)", "unwhitened", r, a, grf, _path(fourier, fam5.member(a=a, r=r)), g_test)
           for r in r_grid for a in a_grid_fig5]
@@ -279,7 +279,7 @@ claims.report(f"App. B's solver tolerance (rtol = atol = {ode_rtol:g}) costs les
               "accuracy (measured against the closed form)",
               f"max |ODE − closed| = {worst_loose:.2g} nats per example = {worst_bpd:.1e} bits/dim",
               worst_bpd < 0.01, values={"max_abs_err_nats": worst_loose, "bits_per_dim": worst_bpd})
-w_end = float(oracle_table.loc[oracle_table.prior.eq("whitened") & oracle_table.data.str.startswith("digits"),
+w_end = float(oracle_table.loc[oracle_table.prior.eq("whitened") & oracle_table.data.str.startswith(dataset),
                                "endpoint (bits/dim)"].abs().max())
 claims.check("§4.4: for Gaussian data with the whitened prior every marginal is N(0, I), so the endpoint "
              "part "
