@@ -580,7 +580,9 @@ if has_factors:
 #
 # Rows: the GDM-F networks (t_end of the groups generated last … second during training); columns: the
 # generation intervals; each cell `n_runs` runs of `n_eval_table2` samples (Heun, `nfe` steps, the same
-# latents in every cell), mean ± std. Emphasising high frequencies in training means giving the
+# latents in every cell), mean ± std. Because run r draws the same latents in every cell, the claims
+# compare cells run by run (common random numbers): a comparison is decidable when the mean of the per-run
+# differences exceeds their std. Emphasising high frequencies in training means giving the
 # last-generated (highest) band a long training interval (large first boundary); emphasising low
 # frequencies in generation gives the first-generated band many of the steps (small boundaries). The
 # paper's best cell (FFHQ 64×64, FID10K 17.41) is training 0.6, 0.8, 0.9 × generation 0.1, 0.2, 0.3.
@@ -651,6 +653,10 @@ print(f"k = 1 (same budget): {sum(k1_q) / n_runs:.3g}; data floor {sum(floor2) /
 
 # %%
 cells = {(r, c): (float(t2_mean.loc[r, c]), float(t2_std.loc[r, c])) for r in rows_t2 for c in cols_t2}
+run_q = {(r, c): q2[a, b] for a, r in enumerate(rows_t2) for b, c in enumerate(cols_t2)}  # (n_runs,) per cell
+# run r shares its latents across cells: the per-run difference is decided by its mean against its std
+paired = lambda x, y: n_runs > 1 and abs(float((run_q[x] - run_q[y]).mean())) > float(  # noqa: E731
+    (run_q[x] - run_q[y]).std())
 hi_train = rows_t2[max(range(len(train_boundaries)), key=lambda i: train_boundaries[i][0])]
 lo_gen = cols_t2[min(range(len(gen_boundaries)), key=lambda i: gen_boundaries[i][-1])]
 best_cell = min(cells, key=lambda rc: cells[rc][0])
@@ -659,25 +665,25 @@ claims.report(f"Table 2: emphasising high frequencies in training ({hi_train}) a
               f"generation ({lo_gen}) gives the best sample quality of the grid",
               f"that cell {cells[(hi_train, lo_gen)][0]:.3g} ± {cells[(hi_train, lo_gen)][1]:.2g}; best cell "
               f"train {best_cell[0]} × generation {best_cell[1]} {cells[best_cell][0]:.3g} ± "
-              f"{cells[best_cell][1]:.2g} ({quality.name}, {n_runs} runs)", best_cell == (hi_train, lo_gen),
-              n_runs > 1 and metrics.separable(cells[(hi_train, lo_gen)], cells[rival]),
+              f"{cells[best_cell][1]:.2g} ({quality.name}, {n_runs} runs, compared run by run)",
+              best_cell == (hi_train, lo_gen), paired((hi_train, lo_gen), rival),
               values={"cell": cells[(hi_train, lo_gen)][0], "best": cells[best_cell][0]})
 # the two halves of the paper's finding, each within the other's rows / columns
+gen_rival = {r: min((c for c in cols_t2 if c != lo_gen), key=lambda c: cells[(r, c)][0]) for r in rows_t2}
 gen_wins = [min(cols_t2, key=lambda c: cells[(r, c)][0]) == lo_gen for r in rows_t2]
-gen_sep = all(metrics.separable(cells[(r, lo_gen)], min((cells[(r, c)] for c in cols_t2 if c != lo_gen),
-                                                        key=lambda v: v[0])) for r in rows_t2)
 claims.report(f"Table 2, generation: the low-frequency emphasis ({lo_gen}) is the best generation interval "
-              "for every training interval", "; ".join(
+              "for every training interval (compared run by run)", "; ".join(
                   f"train {r}: " + ", ".join(f"{c} {cells[(r, c)][0]:.3g}" for c in cols_t2)
                   for r in rows_t2),
-              all(gen_wins), n_runs > 1 and gen_sep, values={"rows_won": sum(gen_wins)})
+              all(gen_wins), all(paired((r, lo_gen), (r, gen_rival[r])) for r in rows_t2),
+              values={"rows_won": sum(gen_wins)})
+train_rival = {c: min((r for r in rows_t2 if r != hi_train), key=lambda r: cells[(r, c)][0]) for c in cols_t2}
 train_wins = [min(rows_t2, key=lambda r: cells[(r, c)][0]) == hi_train for c in cols_t2]
-train_sep = all(metrics.separable(cells[(hi_train, c)], min((cells[(r, c)] for r in rows_t2 if r != hi_train),
-                                                            key=lambda v: v[0])) for c in cols_t2)
 claims.report(f"Table 2, training: the high-frequency emphasis ({hi_train}) is the best training interval "
-              "for every generation interval", "; ".join(
+              "for every generation interval (compared run by run)", "; ".join(
                   f"generation {c}: " + ", ".join(f"train {r} {cells[(r, c)][0]:.3g}" for r in rows_t2)
-                  for c in cols_t2), all(train_wins), n_runs > 1 and train_sep,
+                  for c in cols_t2), all(train_wins),
+              all(paired((hi_train, c), (train_rival[c], c)) for c in cols_t2),
               values={"columns_won": sum(train_wins)})
 
 # %% [markdown]
