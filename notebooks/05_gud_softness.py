@@ -500,8 +500,8 @@ else:
 
 # %%
 cov_grf = (fourier.matrix() * grf.var.flatten()) @ fourier.matrix().T  # U diag(S) Uᵀ, float64
-fd_exact = lambda x: metrics.frechet_distance(*metrics.feature_stats(x.flatten(1).double()),  # noqa: E731
-                                              torch.zeros(D, dtype=torch.float64), cov_grf)
+fd_exact = lambda x: metrics.frechet_distance_to(x.flatten(1), torch.zeros(D, dtype=torch.float64),  # noqa: E731
+                                                 cov_grf)
 grf_floor = fd_exact(grf.sample(n_eval_fig5, torch.Generator().manual_seed(seed + 9)))
 gt = g_test[:n_nll_fig5]
 rows, per_example = [], {}  # (network, r, a) -> bits/dim per test field (B,)

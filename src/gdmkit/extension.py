@@ -31,8 +31,9 @@ window. Then (c) holds automatically.
 join. It is frozen at the cut iff (d) t ≤ b, which with (b) needs b ≥ (L − 1)/(2L − k − 1) (slightly more
 than restoration). :func:`plan_extension` therefore picks the smallest admissible t, t_lo, and reports
 ``gap_first`` = γ_1(t) − γmin (0: no join artefact from the cut; measured by
-:func:`gdmkit.stationarity.seam_statistic`). For L = 32 and the paper's k = 9 this needs b ≥ 31/55 ≈ 0.564;
-the paper's b = 0.5 satisfies it only approximately (its Fig. 7 strips use b = 0.5, k = 9). For
+:func:`gdmkit.stationarity.seam_statistic`). For L = 32 and the paper's k = 9 restoration needs
+b ≥ 31/55 ≈ 0.564 and a frozen first column b ≥ 31/54 ≈ 0.574; the paper's b = 0.5 (its Fig. 7 strips use
+b = 0.5, k = 9) meets neither, by a small margin (:func:`plan_extension` refuses it and says why). For
 b < (L − 1)/(2L − 1) (≈ 0.48 at L = 16) no k works.
 
 The procedure also needs translation-invariant data (App. C) and a window wide enough for the

@@ -24,7 +24,7 @@ from .data import to_uint8
 __all__ = [
     "FeatureExtractor", "IdentityFeatures", "ClassifierFeatures", "train_classifier", "extract",
     "WeightsNotFoundError", "INCEPTION_URL", "VGG19_URL", "find_weights", "inception_fid", "fid_update",
-    "fid_inception", "VGG19Features", "perceptual_features",
+    "inception_features", "fid_inception", "VGG19Features", "perceptual_features",
 ]
 
 
@@ -143,6 +143,14 @@ def fid_update(fid, images: Tensor, real: bool, batch_size: int = 64) -> None:
     """Feed images (N, C, H, W) in [-1, 1] to an :func:`inception_fid` as 8-bit RGB (C = 1 repeated)."""
     for chunk in images.split(batch_size):
         fid.update(to_uint8(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk), real=real)
+
+
+def inception_features(fid, images: Tensor, batch_size: int = 64) -> Tensor:
+    """The 2048-d pool features (N, 2048), float64, that ``fid.update`` accumulates for images (N, C, H, W)
+    in [-1, 1]: the same 8-bit RGB input as :func:`fid_update`, through the metric's own Inception."""
+    with torch.no_grad():
+        return torch.cat([fid.inception(to_uint8(c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c)).double()
+                          .reshape(len(c), -1) for c in images.split(batch_size)])
 
 
 def fid_inception(real: Tensor, fake: Tensor, *, weights: str | os.PathLike | None = None,
