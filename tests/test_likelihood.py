@@ -275,14 +275,43 @@ def test_hutchinson_with_all_sign_patterns_is_the_trace():
     assert torch.allclose(div, L.exact_divergence(_coupled, chi)[1])
 
 
+def test_adaptive_solve_steps_across_kinks_and_never_past_the_end():
+    """One adaptive solve with each kink a jump: the network is called on [0, 1] only (torchdiffeq's own
+    initial-step trial point and its last step both overshoot t = 1), each call is on the side of its
+    step's kink (a wrong side costs O(step x jump) at every kink), and the answer is the exact t = 0
+    marginal's density to solver accuracy."""
+    mu, cov, x = _gaussian(mean=False)
+    path = _column_path()
+    base, calls = _gaussian_model(path, mu, cov), []
+
+    def model(chi, t, side="left"):
+        calls.append(float(t[0]))
+        return base(chi, t, side)
+    c = path.schedule.marginal(torch.zeros(1))
+    a, s = c.alpha[0].double(), c.sigma[0].double()
+    marginal0 = _log_normal(x, a * mu, a[:, None] * cov * a[None, :] + torch.diag(s ** 2))
+    st = {}
+    ll = L.log_likelihood(model, path.to_chi(x), path, divergence="exact", rtol=1e-8, atol=1e-8, stats=st)
+    assert 0.0 <= min(calls) and max(calls) <= 1.0
+    assert st["nfe"] == len(calls) and st["segments"] == 6
+    assert _bpd_error(ll, marginal0) < 1e-5
+
+
 def test_solver_options_probes_and_stats_reach_the_solver():
     mu, cov, x = _gaussian(mean=False)
     path = _gdm_path()
     model = _gaussian_model(path, mu, cov)
-    st = {}
-    L.log_likelihood(model, path.to_chi(x), path, method="rk4", options={"step_size": 0.25}, stats=st)
+    st, sides = {}, set()
+
+    def logged(chi, t, side="left"):
+        if float(t[0]) == 0.5:
+            sides.add(side)
+        return model(chi, t, side)
+    L.log_likelihood(logged, path.to_chi(x), path, method="rk4", options={"step_size": 0.25}, stats=st)
     # rk4 takes 4 evaluations per step; two segments (the groups' intervals) of two steps of 0.25 each
     assert st == {"nfe": 2 * 2 * 4, "segments": 2}
+    # at the kink t = 1/2 the first segment's last stage takes the left limit, the second's first the right
+    assert sides == {"left", "right"}
     probes = torch.ones(2, *x.shape, dtype=F64)
     a = L.log_likelihood(model, path.to_chi(x), path, probes=probes)
     b = L.log_likelihood(model, path.to_chi(x), path, probes=probes[:1])

@@ -11,7 +11,10 @@ How it is integrated:
 
 - The state is one flat tensor (B, d + 1) = [χ, Δ], so the adaptive solver's error norm is the RMS over
   the joined state (torchdiffeq's default for a single tensor), not the max of per-tensor norms.
-- Piecewise schedules are integrated segment by segment between their kinks (``Schedule.breakpoints``).
+- Piecewise schedules: an adaptive method integrates in one solve, each kink (``Schedule.breakpoints``)
+  a jump (a step ends on it, the velocity is re-evaluated on its far side) and the last step ending on
+  t = 1 (torchdiffeq otherwise steps past the end, calls the network there and interpolates back); a
+  fixed-step method integrates segment by segment between the kinks.
 - GUD's time reparametrisation s(t) = t^α / (t^α + (1 − t)^α) (App. B; :class:`LinearGamma` with
   ``power``) has s′ → ∞ at the ends for α < 1. The ODE is then integrated in u = s(t), where the schedule
   is linear: dχ/du = v / s′(t), exact for the schedule's own (end-clamped) s′, and smooth.
@@ -20,6 +23,7 @@ How it is integrated:
 """
 from __future__ import annotations
 
+import bisect
 import math
 from typing import NamedTuple
 
@@ -33,6 +37,26 @@ from .tensors import randint, times_like
 
 __all__ = ["log_likelihood", "bits_per_dim", "data_bits_per_dim", "ExactFlow", "gaussian_flow_log_likelihood",
            "exact_divergence", "hutchinson_divergence"]
+
+#: torchdiffeq's adaptive Runge–Kutta methods (they take ``jump_t`` / ``step_t`` / ``first_step``) and
+#: their orders
+_ADAPTIVE = {"dopri8": 8, "dopri5": 5, "bosh3": 3, "fehlberg2": 2, "adaptive_heun": 2}
+
+
+def _first_step(f, u0: float, y0: Tensor, f0: Tensor, order: int, rtol: float, atol: float,
+                length: float) -> float:
+    """Hairer, Nørsett & Wanner's initial step (Solving ODEs I, §II.4), as torchdiffeq's, but never
+    longer than the interval (torchdiffeq's trial point t0 + h0 is unbounded: a network would be called
+    far past t = 1, and the first step sized from it)."""
+    rms = lambda z: float(z.square().mean().sqrt())  # noqa: E731 (torchdiffeq's norm for one tensor)
+    scale = atol + y0.abs() * rtol
+    d0, d1 = rms(y0 / scale), rms(f0 / scale)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    h0 = min(h0, length)
+    f1 = f(torch.tensor(u0 + h0, dtype=y0.dtype, device=y0.device), y0 + h0 * f0)
+    d2 = rms((f1 - f0) / scale) / h0
+    h1 = max(1e-6, h0 * 1e-3) if max(d1, d2) <= 1e-15 else (0.01 / max(d1, d2)) ** (1.0 / order)
+    return min(100 * h0, h1, length)
 
 
 def hutchinson_divergence(v_fn, chi: Tensor, probes: Tensor) -> tuple[Tensor, Tensor]:
@@ -149,26 +173,58 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
         def div_fn(f, x):
             return exact_divergence(f, x, exact_chunk)
     warp = _warp(path.schedule)
-    knots = [0.0] + sorted(path.schedule.breakpoints()) + [1.0]
+    # the kinks in t and in the integration variable u (= s(t) under the warp), the latter in the state's
+    # dtype: the time torchdiffeq hands to rhs, perturbed by one ulp at a kink (just before it for a step's
+    # last stage, just after it for the re-evaluation that starts the next step)
+    knots, knots_u = [], []
+    for k in [0.0] + sorted({float(k) for k in path.schedule.breakpoints() if 0.0 < k < 1.0}) + [1.0]:
+        ku = float(torch.tensor(warp[0](k) if warp is not None else k, dtype=chi0.dtype))
+        if not knots_u or ku > knots_u[-1]:
+            knots.append(k)
+            knots_u.append(ku)
     nfe = [0]
     y = torch.cat([chi0.detach().reshape(B, d), torch.zeros(B, 1, device=chi0.device, dtype=chi0.dtype)], 1)
-    for a, b in zip(knots[:-1], knots[1:]):
-        mid = 0.5 * (a + b)
-        ua, ub = (warp[0](a), warp[0](b)) if warp is not None else (a, b)  # u = s(t) under the warp
 
-        def rhs(u: Tensor, state: Tensor) -> Tensor:
-            nfe[0] += 1
-            t = warp[1](float(u)) if warp is not None else float(u)
-            side = "right" if t < mid else "left"
-            tv = times_like(t, state)
-            v, div = div_fn(lambda c: model(c, tv, side=side).v, state[:, :d].reshape(shape))
-            out = torch.cat([v.reshape(B, d), div[:, None]], 1)
-            if warp is not None:
-                out = out / warp[2](tv)[:, None].to(out)
-            return out
+    fixed_seg = [None]  # the segment a fixed-step solve is in (its grid ends on the kink, unperturbed)
 
-        span = torch.tensor([ua, ub], device=chi0.device, dtype=chi0.dtype)
-        y = odeint(rhs, y, span, rtol=rtol, atol=atol, method=method, options=options)[-1]
+    def rhs(u: Tensor, state: Tensor) -> Tensor:
+        nfe[0] += 1
+        uf = float(u)
+        t = warp[1](uf) if warp is not None else uf
+        seg = (fixed_seg[0] if fixed_seg[0] is not None
+               else min(max(bisect.bisect_right(knots_u, uf) - 1, 0), len(knots) - 2))
+        side = "right" if t < 0.5 * (knots[seg] + knots[seg + 1]) else "left"
+        tv = times_like(t, state)
+        v, div = div_fn(lambda c: model(c, tv, side=side).v, state[:, :d].reshape(shape))
+        out = torch.cat([v.reshape(B, d), div[:, None]], 1)
+        if warp is not None:
+            out = out / warp[2](tv)[:, None].to(out)
+        return out
+
+    def span(a: float, b: float) -> Tensor:
+        return torch.tensor([a, b], device=chi0.device, dtype=chi0.dtype)
+
+    if method in _ADAPTIVE:
+        # one adaptive solve: the step size carries across kinks; each kink is a jump (a step ends on it
+        # and the velocity is re-evaluated on its far side), and the last step ends on u = 1 instead of
+        # stepping past it (the network is never called beyond the path's end) and interpolating back
+        opts = dict(options or {})
+        opts.setdefault("jump_t", torch.tensor(knots_u[1:-1], dtype=torch.float64))
+        opts.setdefault("step_t", torch.tensor(knots_u[-1:], dtype=torch.float64))
+        first = {}
+        if "first_step" not in opts:
+            first["f0"] = rhs(span(knots_u[0], knots_u[0])[0], y)
+            opts["first_step"] = _first_step(rhs, knots_u[0], y, first["f0"], _ADAPTIVE[method], rtol, atol,
+                                             knots_u[-1] - knots_u[0])
+
+        def rhs_once(u: Tensor, state: Tensor) -> Tensor:
+            # the solver's own first call is f(u0, y0), evaluated above already
+            return first.pop("f0") if first and state is y else rhs(u, state)
+        y = odeint(rhs_once, y, span(knots_u[0], knots_u[-1]), rtol=rtol, atol=atol, method=method,
+                   options=opts)[-1]
+    else:  # a fixed grid per segment, so that no step straddles a kink
+        for fixed_seg[0], (a, b) in enumerate(zip(knots_u[:-1], knots_u[1:])):
+            y = odeint(rhs, y, span(a, b), rtol=rtol, atol=atol, method=method, options=options)[-1]
     if stats is not None:
         stats.update(nfe=nfe[0], segments=len(knots) - 1)
     chi1, delta = y[:, :d], y[:, d]
