@@ -59,6 +59,7 @@ ar_size = 4  # AR section: the 8x8 digits average-pooled to ar_size x ar_size, d
 dataset = "digits"  # image data of the CDM and order-agnostic sections (gdmkit.data.make_dataset)
 data_root = "data"  # where paper datasets live (relative to the repository root)
 image_size = 8
+n_test = None  # test images the CDM and order-agnostic sections compare against (None: the whole split)
 net = "mlp"  # "mlp", or a U-Net preset (smoke | laptop | paper) for the image sections
 base_channels = None  # override the U-Net preset's width (None: the preset's)
 hidden = 256
@@ -281,7 +282,7 @@ claims.report(f"§3.2: N_j = {ar_sample_steps} > 1 on the same grouping restores
 root = companion.repo_root() / data_root
 train_set = data.make_dataset(dataset, size=image_size, split="train", root=str(root))
 test_set = data.make_dataset(dataset, size=image_size, split="test", root=str(root))
-x_img, x_img_test = train_set.x, test_set.x
+x_img, x_img_test = train_set.x, test_set.x[:n_test]
 shape = tuple(x_img.shape[1:])
 net_kwargs = dict(hidden=hidden, depth=depth, emb_dim=emb_dim)
 if net != "mlp" and base_channels is not None:

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from gdmkit import bases, paths, schedules, stationarity as st
+from gdmkit import bases, likelihood, paths, schedules, stationarity as st
 
 
 def test_spectrum_normalised_and_symmetric():
@@ -38,9 +38,15 @@ def test_fast_window_denoiser_equals_mixture_denoiser():
     basis = bases.Pixel((1, 4, 6))
     path = paths.DiagonalPath(basis, schedules.ColumnGamma(basis.labels()["column"], 0.5), target="eps")
     chi = torch.randn(3, 1, 4, 6, generator=torch.Generator().manual_seed(2))
-    for t in (torch.tensor([0.4, 0.4, 0.4]), torch.tensor([0.1, 0.5, 0.9])):
+    for t in (torch.tensor([0.4, 0.4, 0.4]), torch.tensor([0.1, 0.5, 0.9])):  # one time, then one per example
         fast, ref = orc.denoiser(path)(chi, t), orc.mixture.denoiser(path)(chi, t)
         assert torch.allclose(fast.x_hat, ref.x_hat, atol=1e-5) and torch.allclose(fast.v, ref.v, atol=1e-5)
+        # with a gradient requested it forms the explicit gain instead of solving: same values, same Jacobian
+        fast_model, ref_model = orc.denoiser(path), orc.mixture.denoiser(path)
+        x64 = chi.double()
+        v_f, div_f = likelihood.exact_divergence(lambda c: fast_model(c, t.double()).v, x64)
+        v_r, div_r = likelihood.exact_divergence(lambda c: ref_model(c, t.double()).v, x64)
+        assert torch.allclose(v_f, v_r, atol=1e-10) and torch.allclose(div_f, div_r, rtol=1e-9)
 
 
 def test_lag_covariance_brute_force():
@@ -87,3 +93,4 @@ def test_patch_statistics_zero_against_itself_and_errors():
         st.patch_statistics(x, x[..., :4])
     with pytest.raises(ValueError, match="does not fit"):
         st.crop_covariance(torch.ones(4, 4), (5, 2))
+

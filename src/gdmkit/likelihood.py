@@ -89,11 +89,12 @@ def exact_divergence(v_fn, chi: Tensor, chunk: int | None = None) -> tuple[Tenso
         if c < 1:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         div = torch.zeros(B, device=chi.device, dtype=chi.dtype)
-        eye = torch.eye(d, device=chi.device, dtype=v.dtype)
         starts = list(range(0, d, c))
         for n, i0 in enumerate(starts):
             idx = torch.arange(i0, min(d, i0 + c), device=chi.device)
-            rows = eye[idx][:, None, :].expand(len(idx), B, d).reshape(len(idx), *v.shape)
+            rows = torch.zeros(len(idx), B, d, device=chi.device, dtype=v.dtype)   # rows e_i, no d × d identity
+            rows[torch.arange(len(idx), device=chi.device), :, idx] = 1
+            rows = rows.reshape(len(idx), *v.shape)
             (g,) = torch.autograd.grad(v, chi, grad_outputs=rows, retain_graph=n < len(starts) - 1,
                                        is_grads_batched=True)
             div = div + g.flatten(2).gather(2, idx[:, None, None].expand(len(idx), B, 1)).sum((0, 2))
