@@ -93,4 +93,3 @@ def test_patch_statistics_zero_against_itself_and_errors():
         st.patch_statistics(x, x[..., :4])
     with pytest.raises(ValueError, match="does not fit"):
         st.crop_covariance(torch.ones(4, 4), (5, 2))
-

@@ -126,15 +126,15 @@ class GaussianWindow:
                     raise ValueError("the window's noised covariance D_α Σ̄ D_α + D_σ² lost positive "
                                      f"definiteness to round-off at this time (min σ = {float(sigma.min()):.3g}); "
                                      "add a small multiple of the identity to the covariance")
-                factors[key] = {"solve": lambda y, L=L: torch.cholesky_solve(y, L)}
+                factors[key] = {"L": L}
             return factors[key]
 
         def apply(y: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:            # rows y_b -> Σ̄ D_α K⁻¹ y_b
             f, S = factor(alpha, sigma), covs[alpha.device]
             if not y.requires_grad:                                              # two triangular solves
-                return (S @ (alpha[:, None] * f["solve"](y.T))).T
+                return (S @ (alpha[:, None] * torch.cholesky_solve(y.T, f["L"]))).T
             if "gain" not in f:  # a backward pass follows (divergences: many rows at once): the explicit
-                f["gain"] = f["solve"](alpha[:, None] * S).T                   # gain G = Σ̄ D_α K⁻¹, one matmul
+                f["gain"] = torch.cholesky_solve(alpha[:, None] * S, f["L"]).T  # gain G = Σ̄ D_α K⁻¹
             return y @ f["gain"].T
 
         def model(chi_t: Tensor, t, side: str = "left"):
