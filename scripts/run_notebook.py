@@ -395,16 +395,28 @@ def _param_hint(nb, params: dict, message: str, stem: str, profile: str) -> str:
 DRY_RUN_ROOT = "data/cache/dry_run"  # stand-in data and the dry runs' reports (gitignored)
 
 
+def dry_run_values(all_params: dict, stem: str, profile: str) -> dict:
+    """The values params.yaml's ``dry_run: <stem>:`` block sets for ``profile``: its plain entries, updated
+    by its entry named after the profile where it has one (``paper: {classifier_steps: 10}``: a budget that
+    only that profile's dry run shrinks further)."""
+    block = (all_params.get("dry_run") or {}).get(stem)
+    if not isinstance(block, dict):
+        _fail(f"params.yaml has no `dry_run: {stem}:` block; add one that shrinks the budgets of {stem} "
+              "(steps, samples, grid sizes) and sets `device: cpu`, keeping the code path's settings")
+    profiles = set(all_params.get(stem) or {})
+    own = block.get(profile) or {}
+    if not isinstance(own, dict):
+        _fail(f"params.yaml dry_run.{stem}.{profile} must map parameters to values, got {own!r}")
+    return {**{k: v for k, v in block.items() if k not in profiles}, **own}
+
+
 def _dry_run_setup(nb, all_params: dict, stem: str, profile: str, params: dict, data_root: str | None) -> dict:
     """Apply params.yaml ``dry_run: <stem>`` (budgets shrunk, the CPU) to ``params``, write the stand-in
     data and weights, point the kernel at them, and put a cell saying all that into the notebook.
     Returns {key: (profile value, dry-run value)} for every value changed."""
     from gdmkit import standins
 
-    block = (all_params.get("dry_run") or {}).get(stem)
-    if not isinstance(block, dict):
-        _fail(f"params.yaml has no `dry_run: {stem}:` block; add one that shrinks the budgets of {stem} "
-              "(steps, samples, grid sizes) and sets `device: cpu`, keeping the code path's settings")
+    block = dry_run_values(all_params, stem, profile)
     unknown = set(block) - set(params)
     if unknown:
         _fail(f"params.yaml dry_run.{stem} sets {sorted(unknown)}, unknown to the notebook")

@@ -122,3 +122,15 @@ def test_every_notebook_has_a_gpu_profile_that_the_runner_refuses_without_cuda(s
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "profile 'gpu' trains on 'cuda' but no CUDA GPU is visible here" in err
+
+
+def test_a_profiles_own_dry_run_entry_updates_the_notebooks_block():
+    values = _runner().dry_run_values
+    params = {"nb": {"paper": {}, "gpu": {}},
+              "dry_run": {"nb": {"steps": 2, "n_ref": 8, "paper": {"steps": 1, "extra": 3}}}}
+    assert values(params, "nb", "paper") == {"steps": 1, "n_ref": 8, "extra": 3}
+    assert values(params, "nb", "gpu") == {"steps": 2, "n_ref": 8}  # the paper entry is no parameter of gpu's
+    with pytest.raises(SystemExit):
+        values({**params, "dry_run": {"nb": {"paper": 5}}}, "nb", "paper")
+    with pytest.raises(SystemExit):
+        values(params, "other", "paper")  # no block for the notebook
