@@ -104,6 +104,7 @@ grid_b = [0.3, 0.7]
 gaussian_model = True  # also train both networks on Gaussian data (exact NLL known) for the gap
 n_nll = 16  # test images per bits/dim estimate
 nll_tol = 0.001  # rtol and atol of the adaptive ODE solver (GUD App. B: 1e-4)
+nll_method = "dopri5"  # the adaptive solver at nll_tol (torchdiffeq name; GUD App. B: an adaptive solver)
 n_probes = 1  # Hutchinson probes per image (GUD App. B: 3)
 n_oracle = 32  # Gaussian samples for the oracle check
 fig4_times = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -340,8 +341,8 @@ claims.check("eq. 22 as printed never noises the coarsest level for a ≥ ½ (γ
 # for all of them. We integrate the ODE numerically (the library's `log_likelihood`, dopri5, the exact
 # oracle as the model; Hutchinson's estimator is exact here because the Jacobian is diagonal and the
 # probes are ±1) on `n_oracle` samples of that Gaussian at every (a, b) of the grid and at a = b = 0, in
-# float64 with rtol = atol = 1e-7; and once more at the tolerance `nll_tol` of the NLL map below, which
-# measures the solver's own error there (column "ODE at nll_tol").
+# float64 with rtol = atol = 1e-7; and once more at the tolerance `nll_tol` with the solver `nll_method` of
+# the NLL map below, which measures the solver's own error there (column "ODE at nll_tol").
 
 # %%
 gauss = oracles.DiagonalGaussian(basis, basis.to_coeffs(x_train.double()).mean(0), coef_var)
@@ -355,8 +356,9 @@ for a, b in [(0.0, 0.0)] + grid:
     p = haar_path(a, b)
     ex = likelihood.gaussian_flow_log_likelihood(gauss, p, x_gauss)
     num, num_map = (likelihood.log_likelihood(gauss.denoiser(p), p.to_chi(x_gauss.double()), p, rtol=tol,
-                                              atol=tol, generator=torch.Generator().manual_seed(seed + 22))
-                    - p.log_det_to_x() for tol in (1e-7, nll_tol))
+                                              atol=tol, method=method,
+                                              generator=torch.Generator().manual_seed(seed + 22))
+                    - p.log_det_to_x() for tol, method in ((1e-7, "dopri5"), (nll_tol, nll_method)))
     pr = likelihood.gaussian_flow_log_likelihood(gauss, haar_path(a, b, schedules.PrintedHaarColumnGamma),
                                                  x_gauss)
     oracle_rows.append({"a": a, "b": b, "ODE (numerical)": bpd(num), "ODE (closed form)": bpd(ex.ode),
@@ -433,8 +435,8 @@ print(f"{len(trained)} networks, {nets.count_parameters(model)} parameters each:
 # %% [markdown]
 # ## NLL over (a, b)
 #
-# Bits/dim through the probability-flow ODE (GUD eq. 25, App. B protocol: dopri5 with rtol = atol =
-# `nll_tol`, Hutchinson's estimator with `n_probes` Rademacher probes per image) on `n_nll` test images, at
+# Bits/dim through the probability-flow ODE (GUD eq. 25, App. B protocol: the adaptive `nll_method`, dopri5
+# unless a profile says otherwise, with rtol = atol = `nll_tol`, Hutchinson's estimator with `n_probes` Rademacher probes per image) on `n_nll` test images, at
 # every (a, b) of the grid `grid_a` × `grid_b`, for the family network; and at a = b = 0 for the standard
 # network. Every evaluation uses the same images and the same probes (common random numbers), so the
 # differences between grid points are paired: their error bars are the standard errors of the per-image
@@ -452,10 +454,11 @@ for kind in train_data:
     for a, b in grid:
         p = haar_path(a, b)
         per_image[kind, (a, b)] = likelihood.data_bits_per_dim(
-            p.denoiser(trained[kind, "family"]), x_eval[kind], p, rtol=nll_tol, atol=nll_tol,
+            p.denoiser(trained[kind, "family"]), x_eval[kind], p, rtol=nll_tol, atol=nll_tol, method=nll_method,
             n_probes=n_probes, generator=torch.Generator().manual_seed(seed + 31)).double()
     per_image[kind, "standard"] = likelihood.data_bits_per_dim(
         std_path.denoiser(trained[kind, "standard"]), x_eval[kind], std_path, rtol=nll_tol, atol=nll_tol,
+        method=nll_method,
         n_probes=n_probes, generator=torch.Generator().manual_seed(seed + 31)).double()
 wall["nll"] = time.perf_counter() - wall["nll"]
 # the exact ODE NLL of the Gaussian samples (closed form: one value per image for every (a, b)), per prior

@@ -193,8 +193,10 @@ def test_likelihood_bad_arguments():
     mu, cov, x = _gaussian()
     path = _gdm_path()
     model = _gaussian_model(path, mu, cov)
-    with pytest.raises(ValueError, match="divergence must be 'hutchinson' or 'exact', got 'trace'"):
+    with pytest.raises(ValueError, match="divergence must be 'hutchinson', 'exact' or 'closed_form', got 'trace'"):
         L.log_likelihood(model, x, path, divergence="trace")
+    with pytest.raises(ValueError, match="needs a model with a divergence"):  # a network has no closed form
+        L.log_likelihood(model, x, path, divergence="closed_form")
     with pytest.raises(ValueError, match="n_probes must be >= 1"):
         L.log_likelihood(model, x, path, n_probes=0)
 
@@ -320,3 +322,25 @@ def test_solver_options_probes_and_stats_reach_the_solver():
         L.log_likelihood(model, path.to_chi(x), path, probes=torch.ones(2, 3, D))
     with pytest.raises(ValueError, match="rtol and atol"):
         L.log_likelihood(model, path.to_chi(x), path, rtol=0.0)
+
+
+@pytest.mark.parametrize("path", [_gdm_path(), _column_path()], ids=["gdm-groups", "column"])
+def test_closed_form_divergence_is_the_autograd_trace_and_integrates_the_same(path):
+    """The oracle's model.divergence (oracles.x0_divergence) equals the Jacobian trace by backward passes,
+    at one time for the batch, per-example times, and on the GDM path where a group not yet started has
+    σ = 0 (ẑ = 0 there: only α′ G_ii remains); and the ODE log-likelihood with it equals the exact one."""
+    basis = path.basis
+    gauss = DiagonalGaussian(basis, torch.tensor([0.5, -1.0, 0.0, 2.0], dtype=F64),
+                             torch.tensor([2.0, 0.5, 0.1, 0.02], dtype=F64))
+    model = gauss.denoiser(path)
+    chi = torch.randn(5, D, generator=_gen(7), dtype=F64)
+    for t in (torch.full((5,), 0.3, dtype=F64), torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=F64)):
+        _, ref = L.exact_divergence(lambda c: model(c, t).v, chi)
+        assert torch.allclose(model.divergence(chi, t), ref, rtol=1e-10, atol=1e-12)
+    if isinstance(path.schedule, S.GroupwiseSchedule):  # group 2 still clean at t = 0.25
+        assert bool((path.schedule.marginal(torch.tensor([0.25], dtype=F64)).sigma == 0).any())
+    x = gauss.sample(4, _gen(8)).double()
+    kw = dict(method="rk4", options={"step_size": 0.05})
+    a = L.log_likelihood(model, path.to_chi(x), path, divergence="exact", **kw)
+    b = L.log_likelihood(model, path.to_chi(x), path, divergence="closed_form", **kw)
+    assert torch.allclose(a, b, rtol=1e-10, atol=1e-10)

@@ -4,8 +4,9 @@ Integrating dχ/dt = v(χ, t) from t = 0 to 1 together with d/dt Δ = ∇·v giv
 
     log p_0(χ_0) = log N(χ_1; 0, I) + ∫_0^1 ∇·v(χ_t, t) dt,
 
-with the divergence exact (d Jacobian-vector rows, batched) or by Hutchinson's estimator
-E[εᵀ (∂v/∂χ) ε] with fixed Rademacher probes. One network call per evaluation gives both v and ∇·v.
+with the divergence exact (d Jacobian-vector rows, batched), by Hutchinson's estimator
+E[εᵀ (∂v/∂χ) ε] with fixed Rademacher probes, or in closed form where the model supplies it (the exact
+Gaussian oracles' ``model.divergence``). One network call per evaluation gives both v and ∇·v.
 
 How it is integrated:
 
@@ -138,9 +139,11 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
     ----------
     chi0 : Tensor, shape (B, *event_shape)
         Data in the path's coordinates (``path.to_chi(x)``).
-    divergence : {"hutchinson", "exact"}
+    divergence : {"hutchinson", "exact", "closed_form"}
         "exact": the Jacobian trace by batched backward passes (:func:`exact_divergence`); for d up to a
-        few hundred. "hutchinson": ``n_probes`` fixed Rademacher probes per example.
+        few hundred. "hutchinson": ``n_probes`` fixed Rademacher probes per example. "closed_form": the
+        model's own ``model.divergence(chi, t, side) -> (B,)``, which the exact Gaussian oracles carry
+        (``DiagonalGaussian.denoiser``, ``stationarity.GaussianWindow.denoiser``): exact, no backward pass.
     rtol, atol, method, options
         torchdiffeq's ``odeint`` tolerances, method ("dopri5", "bosh3", "rk4", ...) and its options dict
         (e.g. ``{"first_step": 0.01}`` for adaptive methods, ``{"step_size": 0.01}`` for fixed-step ones).
@@ -151,8 +154,11 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
     stats : dict, optional
         Filled with ``{"nfe": network evaluations, "segments": integrated segments}``.
     """
-    if divergence not in ("hutchinson", "exact"):
-        raise ValueError(f"divergence must be 'hutchinson' or 'exact', got {divergence!r}")
+    if divergence not in ("hutchinson", "exact", "closed_form"):
+        raise ValueError(f"divergence must be 'hutchinson', 'exact' or 'closed_form', got {divergence!r}")
+    if divergence == "closed_form" and not callable(getattr(model, "divergence", None)):
+        raise ValueError("divergence='closed_form' needs a model with a divergence(chi, t, side) method (the "
+                         "exact oracles' denoisers have one); for a network use 'exact' or 'hutchinson'")
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
     if not (rtol > 0 and atol > 0):
@@ -170,7 +176,7 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
 
         def div_fn(f, x):
             return hutchinson_divergence(f, x, probes)
-    else:
+    elif divergence == "exact":
         def div_fn(f, x):
             return exact_divergence(f, x, exact_chunk)
     warp = _warp(path.schedule)
@@ -196,7 +202,12 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
                else min(max(bisect.bisect_right(knots_u, uf) - 1, 0), len(knots) - 2))
         side = "right" if t < 0.5 * (knots[seg] + knots[seg + 1]) else "left"
         tv = times_like(t, state)
-        v, div = div_fn(lambda c: model(c, tv, side=side).v, state[:, :d].reshape(shape))
+        chi = state[:, :d].reshape(shape)
+        if divergence == "closed_form":
+            with torch.no_grad():
+                v, div = model(chi, tv, side=side).v, model.divergence(chi, tv, side=side)
+        else:
+            v, div = div_fn(lambda c: model(c, tv, side=side).v, chi)
         out = torch.cat([v.reshape(B, d), div[:, None]], 1)
         if warp is not None:
             out = out / warp[2](tv)[:, None].to(out)

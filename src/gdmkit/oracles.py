@@ -28,7 +28,7 @@ from .bases import Basis, Fourier
 from .paths import DiagonalPath, Prediction, from_x0
 from .schedules import Marginal
 
-__all__ = ["GaussianMixture", "DiagonalGaussian", "GaussianRandomField", "grf_spectrum"]
+__all__ = ["GaussianMixture", "DiagonalGaussian", "GaussianRandomField", "grf_spectrum", "x0_divergence"]
 
 _LOG2PI = math.log(2 * math.pi)
 
@@ -40,11 +40,37 @@ def _positive_int(v, what: str) -> int:
     return int(v)
 
 
-def _denoiser(path: DiagonalPath, posterior_mean: Callable[[Tensor, Marginal], Tensor]):
-    """``model(chi_t, t, side="left") -> Prediction`` from an exact ``posterior_mean(chi_t, marginal)``."""
+def x0_divergence(chi_t: Tensor, gain_diag: Tensor, c: Marginal) -> Tensor:
+    """tr ∂v/∂χ_t per example, shape (B,), of the velocity v = :func:`~gdmkit.paths.from_x0` builds from a
+    posterior mean χ̂(χ_t) whose Jacobian has the diagonal ``gain_diag`` = ∂χ̂_i/∂χ_{t,i} (B, *event_shape).
+
+    From v_i = α′_i χ̂_i + σ′_i (χ_{t,i} − α_i χ̂_i)/σ_i (ẑ_i = 0 where σ_i = 0) only the diagonal enters:
+
+        ∂v_i/∂χ_{t,i} = α′_i G_ii + σ′_i (1 − α_i G_ii)/σ_i     (α′_i G_ii where σ_i = 0),
+
+    the divergence of GUD eq. 25 in closed form for the exact Gaussian oracles (their G = Σ̄ D_α K⁻¹ does not
+    depend on χ_t), instead of d backward passes.
+    """
+    g = gain_diag.expand_as(chi_t)
+    a, s, da, ds = (z.to(chi_t).expand_as(chi_t) for z in (c.alpha, c.sigma, c.d_alpha, c.d_sigma))
+    noise = torch.where(s > 0, ds * (1 - a * g) / s.clamp_min(1e-30), torch.zeros_like(g))
+    return (da * g + noise).flatten(1).sum(1)
+
+
+def _denoiser(path: DiagonalPath, posterior_mean: Callable[[Tensor, Marginal], Tensor],
+              gain_diag: Callable[[Tensor, Marginal], Tensor] | None = None):
+    """``model(chi_t, t, side="left") -> Prediction`` from an exact ``posterior_mean(chi_t, marginal)``;
+    with ``gain_diag(chi_t, marginal)`` (the diagonal of ∂χ̂/∂χ_t) the model also carries
+    ``model.divergence(chi_t, t, side) -> (B,)``, the closed-form tr ∂v/∂χ_t (:func:`x0_divergence`) that
+    ``likelihood.log_likelihood(..., divergence="closed_form")`` uses."""
     def model(chi_t: Tensor, t: Tensor, side: str = "left") -> Prediction:
         c = path.schedule.marginal(tensors.times_like(t, chi_t), side)
         return from_x0(chi_t, posterior_mean(chi_t, c), c)
+    if gain_diag is not None:
+        def divergence(chi_t: Tensor, t: Tensor, side: str = "left") -> Tensor:
+            c = path.schedule.marginal(tensors.times_like(t, chi_t), side)
+            return x0_divergence(chi_t, gain_diag(chi_t, c), c)
+        model.divergence = divergence
     return model
 
 
@@ -186,7 +212,8 @@ class DiagonalGaussian:
         return lp.flatten(1).sum(1)
 
     def denoiser(self, path: DiagonalPath) -> Callable[..., Prediction]:
-        """Exact denoiser: χ̂ = μ + v α/(α² v + σ²) (χ_t − α μ) per component, in χ coordinates."""
+        """Exact denoiser: χ̂ = μ + v α/(α² v + σ²) (χ_t − α μ) per component, in χ coordinates; its
+        ``divergence`` attribute is the closed-form tr ∂v/∂χ_t (:func:`x0_divergence`)."""
         probe = torch.randn((2, *self.event_shape), generator=torch.Generator().manual_seed(0))
         if path.basis is not self.basis and not torch.allclose(
                 path.basis.cpu().to_coeffs(probe), self.basis.cpu().to_coeffs(probe), atol=1e-5):
@@ -196,10 +223,14 @@ class DiagonalGaussian:
         s = torch.ones_like(self.var) if path.scale is None else path.scale.to(self.var)
         mu, v = self.mean / s, self.var / s.square()
 
+        def gain(chi_t: Tensor, c: Marginal) -> Tensor:                     # ∂χ̂_i/∂χ_{t,i}, diagonal
+            vv = v.to(chi_t)
+            return vv * c.alpha / (c.alpha.square() * vv + c.sigma.square())
+
         def x_hat(chi_t: Tensor, c: Marginal) -> Tensor:
-            m, vv = mu.to(chi_t), v.to(chi_t)
-            return m + vv * c.alpha / (c.alpha.square() * vv + c.sigma.square()) * (chi_t - c.alpha * m)
-        return _denoiser(path, x_hat)
+            m = mu.to(chi_t)
+            return m + gain(chi_t, c) * (chi_t - c.alpha * m)
+        return _denoiser(path, x_hat, gain)
 
 
 # --------------------------------------------------------------------------- Gaussian random fields

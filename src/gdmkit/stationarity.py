@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .bases import Fourier
-from .oracles import DiagonalGaussian, GaussianMixture
+from .oracles import DiagonalGaussian, GaussianMixture, x0_divergence
 from .paths import from_x0
 from .tensors import times_like
 
@@ -95,6 +95,9 @@ class GaussianWindow:
     with one Cholesky factorisation of K = D_α Σ̄ D_α + D_σ² per time (shared by the batch, cached), not one
     per example: a call costs two triangular solves per batch, d²·B, after the d³/3 of a new time; when a
     gradient is requested (divergences: d rows at once) the explicit gain Σ̄ D_α K⁻¹ is formed once per time.
+    The denoiser's ``divergence(chi_t, t, side)`` is tr ∂v/∂χ_t in closed form from diag(Σ̄ D_α K⁻¹)
+    (one ``cholesky_inverse`` per time, shared by the batch), the ODE likelihood's
+    ``divergence="closed_form"``: d³ per time instead of the B·d³ of d batched backward rows.
     """
 
     def __init__(self, cov: Tensor, size):
@@ -137,19 +140,37 @@ class GaussianWindow:
                 f["gain"] = torch.cholesky_solve(alpha[:, None] * S, f["L"]).T  # gain G = Σ̄ D_α K⁻¹
             return y @ f["gain"].T
 
-        def model(chi_t: Tensor, t, side: str = "left"):
+        def gain_diag(alpha: Tensor, sigma: Tensor) -> Tensor:                # diag G = rowsum(Σ̄ D_α ⊙ K⁻¹)
+            f = factor(alpha, sigma)
+            if "diag" not in f:
+                f["diag"] = (covs[alpha.device] * alpha[None] * torch.cholesky_inverse(f["L"])).sum(1)
+            return f["diag"]
+
+        def coefficients(chi_t: Tensor, t, side: str):
             c = path.schedule.marginal(times_like(t, chi_t), side)
             B = chi_t.shape[0]
             a = c.alpha.expand_as(chi_t).reshape(B, -1).double()
             s = c.sigma.expand_as(chi_t).reshape(B, -1).double()
-            y = chi_t.reshape(B, -1).double()
-            if y.device not in covs:
-                covs[y.device] = cov.to(y.device)
-            if bool((a == a[:1]).all() and (s == s[:1]).all()):                # one factorisation for the batch
+            if chi_t.device not in covs:
+                covs[chi_t.device] = cov.to(chi_t.device)
+            return c, a, s, bool((a == a[:1]).all() and (s == s[:1]).all())  # one factorisation for the batch?
+
+        def model(chi_t: Tensor, t, side: str = "left"):
+            c, a, s, shared = coefficients(chi_t, t, side)
+            y = chi_t.reshape(chi_t.shape[0], -1).double()
+            if shared:
                 x_hat = apply(y, a[0], s[0])
             else:
-                x_hat = torch.cat([apply(y[i:i + 1], a[i], s[i]) for i in range(B)])
+                x_hat = torch.cat([apply(y[i:i + 1], a[i], s[i]) for i in range(len(y))])
             return from_x0(chi_t, x_hat.reshape(chi_t.shape).to(chi_t.dtype), c)
+
+        def divergence(chi_t: Tensor, t, side: str = "left") -> Tensor:
+            """tr ∂v/∂χ_t (B,) in closed form (oracles.x0_divergence with diag G); G does not depend on χ_t."""
+            c, a, s, shared = coefficients(chi_t, t, side)
+            g = (gain_diag(a[0], s[0]).expand_as(a) if shared
+                 else torch.stack([gain_diag(a[i], s[i]) for i in range(len(a))]))
+            return x0_divergence(chi_t, g.reshape(chi_t.shape).to(chi_t.dtype), c)
+        model.divergence = divergence
         return model
 
 
