@@ -45,7 +45,8 @@ def _flags(argv: list[str]) -> list[str]:
 
 def test_the_readme_lists_commands():
     assert len(COMMANDS) >= 8, COMMANDS
-    assert any("pytest --nbval tests notebooks" in c for c in COMMANDS)
+    assert any("pytest -n auto --dist loadscope --no-loadscope-reorder --nbval tests notebooks" in c
+               for c in COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
