@@ -122,8 +122,9 @@ def test_every_train_config_field_changes_the_key(field):
 
 def test_the_key_holds_configs_and_the_source_of_the_model_modules():
     loss, net, data, cfg = _setup(basis=lambda: bases.PCA.fit(_data(1)))
-    key = companion.model_key(loss, net, data, cfg)
-    assert set(key) == {"loss", "net", "initial_weights", "data", "train_config", "source"}
+    key = companion.model_key(loss, net, data, cfg, device="cpu")
+    assert set(key) == {"loss", "net", "initial_weights", "data", "train_config", "source", "cpu_threads"}
+    assert key["cpu_threads"] == torch.get_num_threads()
     fp = config.fingerprint
     assert fp(key["loss"]) == fp(loss.to_config()) and fp(key["net"]) == fp(net.to_config())
     assert key["initial_weights"] == config.fingerprint(net.state_dict())
@@ -170,6 +171,25 @@ def test_cached_train_loads_instead_of_retraining(tmp_path):
     for f in keys:
         assert f.parent.name == companion.key_hash(companion.model_key(*_setup(
             target=json.loads(f.read_text())["loss"]["path"]["target"])))
+
+
+def test_the_cpu_thread_count_is_part_of_the_key(tmp_path):
+    """Another intra-op thread count reorders the reductions (other bytes from the same seed): a model
+    trained on 1 thread is not loaded for 2, and the key names the count; a CUDA run does not carry it."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = companion.cached_train(*_setup(), cache_dir=tmp_path, device="cpu")
+        key_one = companion.model_key(*_setup(), device="cpu")
+        torch.set_num_threads(2)
+        two = companion.cached_train(*_setup(), cache_dir=tmp_path, device="cpu")
+        key_two = companion.model_key(*_setup(), device="cpu")
+        assert (one.resumed_from, two.resumed_from) == (0, 0)  # trained again, not loaded
+        assert (key_one["cpu_threads"], key_two["cpu_threads"]) == (1, 2)
+        assert len(list(tmp_path.glob("*/key.json"))) == 2
+        assert "cpu_threads" not in companion.model_key(*_setup(), device="cuda")
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_key_json_is_the_key_with_tensor_leaves_by_fingerprint(tmp_path):

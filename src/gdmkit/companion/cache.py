@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from .. import config, files
@@ -73,8 +74,12 @@ def _source_digest(*objs) -> str:
     return config.fingerprint(sources)
 
 
-def model_key(loss, net: nn.Module, data: Tensor, cfg) -> dict:
+def model_key(loss, net: nn.Module, data: Tensor, cfg, device=None) -> dict:
     """Everything that determines a trained model, as a config (tensor leaves kept).
+
+    Training on the CPU (``device`` "cpu", or None without CUDA) adds ``cpu_threads``, torch's intra-op
+    thread count: it sets the order of the floating-point reductions, so the same seed gives other bytes
+    on another thread count, and a model trained on one must not stand in for the other.
 
     Parameters
     ----------
@@ -84,6 +89,8 @@ def model_key(loss, net: nn.Module, data: Tensor, cfg) -> dict:
         The network in its initial state, with ``to_config()``.
     data : Tensor, shape (N, *event_shape)
     cfg : train.TrainConfig
+    device : torch.device or str, optional
+        Where it trains (as :func:`gdmkit.train.train` takes it).
 
     Raises
     ------
@@ -94,7 +101,7 @@ def model_key(loss, net: nn.Module, data: Tensor, cfg) -> dict:
         raise ValueError(f"cached_train caches runs on a data Tensor (N, *shape), got {type(data).__name__}; "
                          "stack the data into a tensor, or pass cache_dir=None to train without the cache")
     net = unwrap(net)
-    return {
+    key = {
         "loss": _to_config(loss, "loss"),
         "net": _to_config(net, "net"),
         "initial_weights": config.fingerprint(net.state_dict()),
@@ -102,6 +109,10 @@ def model_key(loss, net: nn.Module, data: Tensor, cfg) -> dict:
         "train_config": cfg.to_dict(),
         "source": _source_digest(loss, net),
     }
+    on_cpu = torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
+    if on_cpu:
+        key["cpu_threads"] = torch.get_num_threads()
+    return key
 
 
 def key_hash(key: dict) -> str:
@@ -189,7 +200,7 @@ def cached_train(loss, net: nn.Module, data: Tensor, cfg, *,
     """
     if progress is None:
         progress = sys.__stderr__ if os.environ.get("GDMKIT_PROGRESS") == "1" else False
-    key = model_key(loss, net, data, cfg)  # refuses objects without to_config, cached or not
+    key = model_key(loss, net, data, cfg, device)  # refuses objects without to_config, cached or not
     if cache_dir is None:
         result = train(loss, net, data, cfg, None, device=device, progress=progress)
         result.ema.eval()
