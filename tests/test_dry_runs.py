@@ -73,11 +73,25 @@ def _dry_run(notebook: str, profile: str, root: Path, out: Path) -> subprocess.C
 @pytest.fixture(scope="session")
 def dry_runs(request, standin_root, tmp_path_factory):
     """The selected dry runs, started at once on a pool of :func:`_jobs` workers; each test
-    waits for its own. Maps (notebook, profile) to (future, out folder)."""
+    waits for its own. Maps (notebook, profile) to (future, out folder).
+
+    Under pytest-xdist every worker collects every test, but only a scheduler that keeps this file in
+    one worker (``--dist loadscope`` / ``loadfile``, the README's command) lets that worker own all the
+    dry runs; any other split starts one run per test, on a pool of one, so no run happens twice."""
     from concurrent.futures import ThreadPoolExecutor
 
     selected = {(it.callspec.params["notebook"], it.callspec.params["profile"]) for it in request.session.items
                 if getattr(it, "originalname", None) == "test_dry_run_finishes_and_writes_its_outputs"}
+    if os.environ.get("PYTEST_XDIST_WORKER") and request.config.getoption("dist", "no") not in (
+            "loadscope", "loadfile"):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            class _Lazy(dict):  # (notebook, profile) -> its run, started when its test asks for it
+                def __missing__(self, case):
+                    out = tmp_path_factory.mktemp(f"dry_{case[0]}_{case[1]}") / "out"
+                    self[case] = pool.submit(_dry_run, *case, standin_root, out), out
+                    return self[case]
+            yield _Lazy()
+        return
     todo = sorted((c for c in CASES if c in selected), key=_expected_cost, reverse=True)
     with ThreadPoolExecutor(max_workers=_jobs()) as pool:
         runs = {}
