@@ -11,8 +11,10 @@ tolerances, in this process, interleaved with gdmkit (``likelihood.log_likelihoo
   the network-free part only); batch 64.
 - Paths: GUD's linear schedule (eq. 18–20) on a Gaussian random field in the Fourier basis, γ̃ = (−7, 3):
   ``appB`` with App. B's reparametrisation s(t), α = 0.5 (s′ singular at both ends), and ``plain`` without.
-- Accuracy: the same solvers on the exact oracle of that Gaussian (exact divergence), against the closed
-  form ``likelihood.gaussian_flow_log_likelihood`` — error in bits/dim.
+- Accuracy (``bench_likelihood_accuracy``, its own group): each gdmkit solver (``ORACLE_METHODS``) on the
+  exact oracle of that Gaussian (exact divergence), against the closed form
+  ``likelihood.gaussian_flow_log_likelihood`` — error in bits/dim — next to SciPy's RK45 at the same
+  tolerance.
 - Exact divergence: one evaluation of the batched exact Jacobian trace (d = 256) against one Hutchinson
   probe, same network and batch.
 """
@@ -88,7 +90,6 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
     d = x[0].numel()
     dev = torch.device("cpu")
     out = []
-    tols = [1e-4] if quick else [1e-4, 1e-5]
     # (schedule, probes, tolerance): 1 probe at both tolerances on the plain schedule, App. B's s(t) and
     # three probes at 1e-4 (each run of the full set is ~25 ODE solves of a batch of 64: minutes)
     runs = ([("plain", 1, 1e-4), ("appB", 1, 1e-4)] if quick else
@@ -125,24 +126,6 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
                           bpd_gdmkit=float(bpd["gdmkit"].mean()),
                           bpd_scipy_fused=float(bpd["scipy_fused"].mean()),
                           max_abs_bpd_diff_vs_fused=float((bpd["gdmkit"] - bpd["scipy_fused"]).abs().max())))
-    # accuracy on the exact oracle: what each solver returns against the closed form
-    for sname, sc in sched.items():
-        path = paths.DiagonalPath(grf.basis, sc, target="eps")
-        oracle = grf.denoiser(path)
-        exact = likelihood.gaussian_flow_log_likelihood(grf, path, x).ode
-        for tol in tols:
-            st_o, st_s = {}, {}
-            lo = likelihood.log_likelihood(oracle, path.to_chi(x), path, divergence="exact", rtol=tol,
-                                           atol=tol, stats=st_o)
-            ls = _scipy_log_likelihood(oracle, path.to_chi(x), None, rtol=tol, atol=tol, exact=True,
-                                       stats=st_s)
-            err = {k: float((v.double() - exact).abs().max() / (d * LN2))
-                   for k, v in (("gdmkit", lo), ("scipy", ls))}
-            out.append(record(f"likelihood_oracle_abs_error_bpd/{sname}/tol={tol:g}/B={B}/{H}x{H}",
-                              err["gdmkit"],
-                              "bits/dim", dev, target=err["scipy"], scipy_abs_error_bpd=err["scipy"],
-                              target_means="at most the SciPy approach's error", nfe_gdmkit=st_o["nfe"],
-                              nfe_scipy=st_s["nfe"]))
     # exact divergence (batched backward passes) against one Hutchinson probe, one evaluation
     path = paths.DiagonalPath(grf.basis, sched["plain"], target="eps")
     model = path.denoiser(net)
@@ -157,6 +140,39 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
         out.append(record(f"exact_divergence_over_one_probe/d={d}/B={B}", t["exact"] / t["probe"], "ratio",
                           dev,
                           target=20.0, exact_s=t["exact"], probe_s=t["probe"]))
+    return out
+
+
+#: gdmkit's adaptive solvers compared on the oracle: torchdiffeq's dopri5 (Shampine's error estimate, the
+#: library default), and gdmkit.ode's Dormand–Prince pair with its standard estimate (SciPy's RK45) and
+#: Tsitouras' 5(4) pair (GUD App. B's solver)
+ORACLE_METHODS = ("dopri5", "rk45", "tsit5")
+
+
+def bench_likelihood_accuracy(quick: bool, record) -> list[dict]:
+    """Each gdmkit solver on the exact oracle (exact divergence) against the closed form, next to SciPy's
+    RK45 at the same tolerance: error in bits/dim and network evaluations."""
+    grf, x, sched, _, B, H = _setup(quick)
+    d = x[0].numel()
+    dev = torch.device("cpu")
+    out = []
+    for sname, sc in sched.items():
+        path = paths.DiagonalPath(grf.basis, sc, target="eps")
+        oracle = grf.denoiser(path)
+        exact = likelihood.gaussian_flow_log_likelihood(grf, path, x).ode
+        for tol in ([1e-4] if quick else [1e-4, 1e-5]):
+            st_s = {}
+            ls = _scipy_log_likelihood(oracle, path.to_chi(x), None, rtol=tol, atol=tol, exact=True, stats=st_s)
+            err_s = float((ls.double() - exact).abs().max() / (d * LN2))
+            for method in ORACLE_METHODS:
+                st_o = {}
+                lo = likelihood.log_likelihood(oracle, path.to_chi(x), path, divergence="exact", rtol=tol,
+                                               atol=tol, method=method, stats=st_o)
+                err = float((lo.double() - exact).abs().max() / (d * LN2))
+                out.append(record(f"likelihood_oracle_abs_error_bpd/{method}/{sname}/tol={tol:g}/B={B}/{H}x{H}",
+                                  err, "bits/dim", dev, target=err_s, scipy_abs_error_bpd=err_s,
+                                  target_means="at most the SciPy RK45 error at the same tolerance",
+                                  nfe_gdmkit=st_o["nfe"], nfe_scipy=st_s["nfe"], method=method))
     return out
 
 

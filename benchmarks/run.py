@@ -279,8 +279,16 @@ def bench_likelihood(quick: bool) -> list[dict]:
     return run(quick, _interleaved, _record)
 
 
+def bench_likelihood_accuracy(quick: bool) -> list[dict]:
+    """gdmkit's ODE solvers on the exact Gaussian oracle against SciPy's RK45 (benchmarks/likelihood_bench.py)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from likelihood_bench import bench_likelihood_accuracy as run
+    return run(quick, _record)
+
+
 BENCHES = {"bases": bench_bases, "train_step": bench_train_step, "throughput": bench_throughput,
-           "sampling": bench_sampling, "cuda": bench_cuda, "likelihood": bench_likelihood}
+           "sampling": bench_sampling, "cuda": bench_cuda, "likelihood": bench_likelihood,
+           "likelihood_accuracy": bench_likelihood_accuracy}
 
 
 def _run_one(name: str, quick: bool) -> list[dict]:

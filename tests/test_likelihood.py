@@ -277,7 +277,8 @@ def test_hutchinson_with_all_sign_patterns_is_the_trace():
     assert torch.allclose(div, L.exact_divergence(_coupled, chi)[1])
 
 
-def test_adaptive_solve_steps_across_kinks_and_never_past_the_end():
+@pytest.mark.parametrize("method", ["dopri5", "rk45", "tsit5"])
+def test_adaptive_solve_steps_across_kinks_and_never_past_the_end(method):
     """One adaptive solve with each kink a jump: the network is called on [0, 1] only (torchdiffeq's own
     initial-step trial point and its last step both overshoot t = 1), each call is on the side of its
     step's kink (a wrong side costs O(step x jump) at every kink), and the answer is the exact t = 0
@@ -293,7 +294,8 @@ def test_adaptive_solve_steps_across_kinks_and_never_past_the_end():
     a, s = c.alpha[0].double(), c.sigma[0].double()
     marginal0 = _log_normal(x, a * mu, a[:, None] * cov * a[None, :] + torch.diag(s ** 2))
     st = {}
-    ll = L.log_likelihood(model, path.to_chi(x), path, divergence="exact", rtol=1e-8, atol=1e-8, stats=st)
+    ll = L.log_likelihood(model, path.to_chi(x), path, divergence="exact", rtol=1e-8, atol=1e-8, stats=st,
+                          method=method)
     assert 0.0 <= min(calls) and max(calls) <= 1.0
     assert st["nfe"] == len(calls) and st["segments"] == 6
     assert _bpd_error(ll, marginal0) < 1e-5
@@ -322,6 +324,13 @@ def test_solver_options_probes_and_stats_reach_the_solver():
         L.log_likelihood(model, path.to_chi(x), path, probes=torch.ones(2, 3, D))
     with pytest.raises(ValueError, match="rtol and atol"):
         L.log_likelihood(model, path.to_chi(x), path, rtol=0.0)
+    with pytest.raises(ValueError, match="takes the options first_step and max_steps"):
+        L.log_likelihood(model, path.to_chi(x), path, method="tsit5", options={"step_size": 0.1})
+    st = {}
+    L.log_likelihood(model, path.to_chi(x), path, method="rk45", options={"first_step": 0.5}, stats=st)
+    # the first step given, so no starting-step trial: one evaluation at the start of each segment (the
+    # groups' intervals) and 6 new stages per attempted step (FSAL)
+    assert st["nfe"] == st["segments"] + 6 * (st["accepted"] + st["rejected"]) and st["segments"] == 2
 
 
 @pytest.mark.parametrize("path", [_gdm_path(), _column_path()], ids=["gdm-groups", "column"])

@@ -14,6 +14,7 @@ Modules (imports point down this list only):
 - :mod:`gdmkit.checkpoint` — self-describing, checksummed safetensors checkpoints; ``load_trained``
 - :mod:`gdmkit.train` — one training loop (EMA, checkpoints, exact resume, DDP)
 - :mod:`gdmkit.sampling` — Euler, Heun, Euler–Maruyama, encoding, NFE counting
+- :mod:`gdmkit.ode` — adaptive embedded Runge–Kutta pairs (Tsit5 of GUD App. B; Dormand–Prince RK45)
 - :mod:`gdmkit.likelihood` — bits/dim through the probability-flow ODE
 - :mod:`gdmkit.data`, :mod:`gdmkit.features`, :mod:`gdmkit.metrics` — datasets; feature extractors
   (classifier, Inception, VGG-19); sample-quality and representation metrics

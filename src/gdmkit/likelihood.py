@@ -19,8 +19,14 @@ How it is integrated:
 - GUD's time reparametrisation s(t) = t^α / (t^α + (1 − t)^α) (App. B; :class:`LinearGamma` with
   ``power``) has s′ → ∞ at the ends for α < 1. The ODE is then integrated in u = s(t), where the schedule
   is linear: dχ/du = v / s′(t), exact for the schedule's own (end-clamped) s′, and smooth.
-- The solver (torchdiffeq ``method``), ``rtol``, ``atol`` and its ``options`` are arguments; GUD App. B
-  uses rtol = atol = 1e-4. ``stats`` receives the number of network evaluations.
+- The solver (``method``), ``rtol``, ``atol`` and its ``options`` are arguments; GUD App. B uses Tsitouras'
+  5(4) pair at rtol = atol = 1e-4. "tsit5" and "rk45" (Dormand–Prince with its standard error estimate, as
+  SciPy's RK45) are :mod:`gdmkit.ode`'s; every other name is torchdiffeq's. The default, torchdiffeq's
+  "dopri5", estimates the error with Shampine's weights and takes larger steps at the same tolerance: on
+  the exact oracle of ``benchmarks/likelihood_bench.py`` (a Gaussian random field, 16×16) its error at
+  1e-4 is 3.7× RK45's, at about 0.7× RK45's evaluations on the trained models of notebook 05; "tsit5" is
+  the most accurate at 1e-5 but costs about 3× RK45's evaluations on the networks measured (``reports/benchmarks.json``).
+  ``stats`` receives the number of network evaluations.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from . import ode
 from .oracles import DiagonalGaussian
 from .paths import DiagonalPath
 from .tensors import randint, times_like
@@ -145,14 +152,17 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
         model's own ``model.divergence(chi, t, side) -> (B,)``, which the exact Gaussian oracles carry
         (``DiagonalGaussian.denoiser``, ``stationarity.GaussianWindow.denoiser``): exact, no backward pass.
     rtol, atol, method, options
-        torchdiffeq's ``odeint`` tolerances, method ("dopri5", "bosh3", "rk4", ...) and its options dict
-        (e.g. ``{"first_step": 0.01}`` for adaptive methods, ``{"step_size": 0.01}`` for fixed-step ones).
+        Tolerances, the solver and its options: "tsit5" or "rk45" (:func:`gdmkit.ode.solve`; options
+        ``first_step``, ``max_steps``), or a torchdiffeq ``odeint`` method ("dopri5", "bosh3", "rk4", ...;
+        options e.g. ``{"first_step": 0.01}`` for adaptive methods, ``{"step_size": 0.01}`` for fixed-step
+        ones).
     exact_chunk : int, optional
         Rows per batched backward pass for ``divergence="exact"``.
     probes : Tensor, shape (P, B, *event_shape), optional
         Hutchinson probes to use instead of drawing ``n_probes`` Rademacher ones from ``generator``.
     stats : dict, optional
-        Filled with ``{"nfe": network evaluations, "segments": integrated segments}``.
+        Filled with ``{"nfe": network evaluations, "segments": integrated segments}`` (and the accepted and
+        rejected steps for "tsit5" and "rk45").
     """
     if divergence not in ("hutchinson", "exact", "closed_form"):
         raise ValueError(f"divergence must be 'hutchinson', 'exact' or 'closed_form', got {divergence!r}")
@@ -194,12 +204,9 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
 
     fixed_seg = [None]  # the segment a fixed-step solve is in (its grid ends on the kink, unperturbed)
 
-    def rhs(u: Tensor, state: Tensor) -> Tensor:
+    def field(uf: float, state: Tensor, seg: int) -> Tensor:
         nfe[0] += 1
-        uf = float(u)
         t = warp[1](uf) if warp is not None else uf
-        seg = (fixed_seg[0] if fixed_seg[0] is not None
-               else min(max(bisect.bisect_right(knots_u, uf) - 1, 0), len(knots) - 2))
         side = "right" if t < 0.5 * (knots[seg] + knots[seg + 1]) else "left"
         tv = times_like(t, state)
         chi = state[:, :d].reshape(shape)
@@ -213,10 +220,28 @@ def log_likelihood(model, chi0: Tensor, path: DiagonalPath, *, divergence: str =
             out = out / warp[2](tv)[:, None].to(out)
         return out
 
+    def rhs(u: Tensor, state: Tensor) -> Tensor:  # torchdiffeq's signature; the segment from the time
+        uf = float(u)
+        seg = (fixed_seg[0] if fixed_seg[0] is not None
+               else min(max(bisect.bisect_right(knots_u, uf) - 1, 0), len(knots) - 2))
+        return field(uf, state, seg)
+
     def span(a: float, b: float) -> Tensor:
         return torch.tensor([a, b], device=chi0.device, dtype=chi0.dtype)
 
-    if method in _ADAPTIVE:
+    if method in ode.TABLEAUS:
+        # GUD App. B's Tsit5 (or Dormand–Prince with its standard error estimate): a step never straddles
+        # a kink, the velocity is re-evaluated on its far side, the last step ends on u = 1
+        o = dict(options or {})
+        if set(o) - {"first_step", "max_steps"}:
+            raise ValueError(f"method={method!r} takes the options first_step and max_steps, got "
+                             f"{sorted(set(o) - {'first_step', 'max_steps'})}")
+        st = {}
+        y = ode.solve(field, y, knots_u[0], knots_u[-1], rtol=rtol, atol=atol, tableau=ode.TABLEAUS[method],
+                      knots=knots_u[1:-1], stats=st, **o)
+        if stats is not None:
+            stats.update(accepted=st["accepted"], rejected=st["rejected"])
+    elif method in _ADAPTIVE:
         # one adaptive solve: the step size carries across kinks; each kink is a jump (a step ends on it
         # and the velocity is re-evaluated on its far side), and the last step ends on u = 1 instead of
         # stepping past it (the network is never called beyond the path's end) and interpolating back
