@@ -89,7 +89,8 @@ def test_dormand_prince_is_the_published_rational_pair():
     bh = [Fraction(5179, 57600), 0, Fraction(7571, 16695), Fraction(393, 640), Fraction(-92097, 339200),
           Fraction(187, 2100), Fraction(1, 40)]
     assert ode.RK45.b == tuple(float(x) for x in b)
-    assert np.allclose(ode.RK45.e, [float(x - y) for x, y in zip(b, bh)], rtol=0, atol=1e-16)  # float subtraction round-off
+    # to the round-off of one float subtraction
+    assert np.allclose(ode.RK45.e, [float(x - y) for x, y in zip(b, bh)], rtol=0, atol=1e-16)
 
 
 A = np.array([[-1.0, 2.0], [-3.0, -0.5]])

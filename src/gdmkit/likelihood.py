@@ -25,7 +25,8 @@ How it is integrated:
   "dopri5", estimates the error with Shampine's weights and takes larger steps at the same tolerance: on
   the exact oracle of ``benchmarks/likelihood_bench.py`` (a Gaussian random field, 16×16) its error at
   1e-4 is 3.7× RK45's, at about 0.7× RK45's evaluations on the trained models of notebook 05; "tsit5" is
-  the most accurate at 1e-5 but costs about 3× RK45's evaluations on the networks measured (``reports/benchmarks.json``).
+  the most accurate at 1e-5 but costs about 3× RK45's evaluations on the networks measured
+  (``reports/benchmarks.json``, group ``likelihood_accuracy``).
   ``stats`` receives the number of network evaluations.
 """
 from __future__ import annotations
