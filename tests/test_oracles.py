@@ -112,6 +112,26 @@ def test_in_coords_is_M_mu_and_M_sigma_Mt():
     torch.testing.assert_close(cc.weights, gm.weights)
 
 
+def test_posterior_mean_shared_times_factor_once_and_agree_with_per_example():
+    """A batch at one time takes the shared path (one factorisation, cached by (α, σ)); a batch at mixed
+    times the per-example path; both equal the posterior mean of each example alone (B = 1)."""
+    gm = _mixture(4, K=2, seed=11)
+    path = P.DiagonalPath(Pixel((4,)).double(), S.GroupwiseSchedule(G.per_element((4,))).double())
+    cc = gm.in_coords(path)
+    chi_t = torch.randn(6, 4, generator=_gen(12), dtype=F64)
+    for t in (torch.full((6,), 0.6, dtype=F64), torch.linspace(0.1, 0.9, 6, dtype=F64)):
+        c = path.schedule.marginal(t)
+        factors = {}
+        batch = cc.posterior_mean(chi_t, c.alpha, c.sigma, factors)
+        alone = torch.cat([cc.posterior_mean(chi_t[i:i + 1], c.alpha[i:i + 1], c.sigma[i:i + 1])
+                           for i in range(6)])
+        torch.testing.assert_close(batch, alone, atol=1e-12, rtol=1e-12)
+        assert len(factors) == (1 if bool((t == t[0]).all()) else 0)
+    first = cc.posterior_mean(chi_t, c.alpha[:1].expand(6, -1), c.sigma[:1].expand(6, -1), factors)
+    again = cc.posterior_mean(chi_t, c.alpha[:1].expand(6, -1), c.sigma[:1].expand(6, -1), factors)
+    assert len(factors) == 1 and torch.equal(again, first)  # the second call reused the cached factor
+
+
 def test_posterior_mean_satisfies_tweedie():
     """χ̂ = (χ_t + σ² ∇log p_t(χ_t))/α per component, with p_t the exact noised mixture
     χ_t | k ~ N(α μ̄_k, D_α Σ̄_k D_α + D_σ²) differentiated by autograd; and score() = −ẑ/σ."""

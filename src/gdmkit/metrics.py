@@ -23,8 +23,8 @@ from .features import (FeatureExtractor, WeightsNotFoundError, extract, fid_upda
 __all__ = [
     "Metric", "energy_distance", "sliced_wasserstein", "frechet_distance", "frechet_distance_to", "feature_stats",
     "frechet_feature_distance", "sample_quality", "SampleQuality", "separable", "perceptual_variance",
-    "factor_sensitivity", "estimate_shape_factors", "Locality", "group_locality", "denoiser_jacobian",
-    "velocity_error",
+    "factor_sensitivity", "estimate_shape_factors", "Locality", "group_locality", "order_locality",
+    "denoiser_jacobian", "velocity_error",
 ]
 
 
@@ -303,6 +303,37 @@ def group_locality(x_ref: Tensor, x_pert: Tensor, mask: Tensor) -> Locality:
         raise ValueError("mask must select some but not all elements; pass the perturbed group's region")
     d = (x_pert - x_ref).abs().double()
     return Locality(float(d[m].mean()), float(d[~m].mean()))
+
+
+def order_locality(decode: Callable[[Tensor], Tensor], z_base: Tensor, z_new: Tensor, grouping) -> list[dict]:
+    """GDM Fig. 1c and the consequence of Prop. 3.3, for every group of a grouping.
+
+    For each group j (generation order, 0 first) the latent of group j is resampled (``z_new`` on its
+    elements, ``z_base`` elsewhere) and decoded; the mean |Δx| against ``decode(z_base)`` is taken inside
+    group j, over the groups generated before j (Prop. 3.3: the optimal denoiser ignores a group that is
+    still pure noise, so with the exact denoiser they do not move at all), after j, and outside j.
+
+    decode : latents (N, *event_shape) -> samples (N, *event_shape), deterministic (an ODE sampler);
+    z_base, z_new : (N, *event_shape); grouping : a :class:`~gdmkit.groupings.Grouping` over event_shape.
+    Returns one row per group: ``{"varied group": j + 1, "inside", "before", "after", "outside",
+    "outside / inside", "before / inside", "after / inside"}``, NaN where a region is empty (before for
+    the first group, after for the last).
+    """
+    if z_base.shape != z_new.shape or tuple(z_base.shape[1:]) != tuple(grouping.event_shape):
+        raise ValueError(f"z_base {tuple(z_base.shape)} and z_new {tuple(z_new.shape)} must both be "
+                         f"(N, *{tuple(grouping.event_shape)}), the grouping's event shape")
+    x_base = decode(z_base)
+    g = grouping.group.to(x_base.device)
+    rows = []
+    for j in range(grouping.k):
+        d = (decode(torch.where(grouping.mask(j).to(z_base.device), z_new, z_base)) - x_base).abs().double()
+        regions = {"inside": g == j, "before": g < j, "after": g > j, "outside": g != j}
+        row = {"varied group": j + 1}
+        row.update({k: float(d[:, m].mean()) if m.any() else float("nan") for k, m in regions.items()})
+        row.update({f"{k} / inside": row[k] / row["inside"] if row["inside"] > 0 else float("nan")
+                    for k in ("outside", "before", "after")})
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------- denoisers against oracles

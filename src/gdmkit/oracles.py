@@ -135,27 +135,54 @@ class GaussianMixture:
         covs = torch.stack([enc(enc(c).T) for c in self.covs])  # M Σ Mᵀ
         return GaussianMixture(self.weights, means.reshape(-1, *self.event_shape), 0.5 * (covs + covs.mT))
 
-    def posterior_mean(self, chi_t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-        """E[χ | χ_t] for a mixture already in χ coordinates; all (B, *event_shape) (module docstring)."""
+    def posterior_mean(self, chi_t: Tensor, alpha: Tensor, sigma: Tensor, factors: dict | None = None) -> Tensor:
+        """E[χ | χ_t] for a mixture already in χ coordinates; all (B, *event_shape) (module docstring).
+
+        Where every example has the same α and σ (a sampler's step: one time for the batch), C_k is factored
+        once for the batch, d³/3 per component instead of B·d³/3, and the B right-hand sides share one
+        triangular solve; ``factors`` (a dict the caller keeps) caches those factorisations by (α, σ), so
+        the decodes of one time grid factor each time once. Per-example coefficients factor per example.
+        """
         B = chi_t.shape[0]
         y, a, s = (v.expand_as(chi_t).reshape(B, -1).double() for v in (chi_t, alpha, sigma))
         mu = self.means.flatten(1).to(y.device)                            # (K, d)
         cov = self.covs.to(y.device)                                        # (K, d, d)
-        C = a[:, None, :, None] * cov[None] * a[:, None, None, :]          # (B, K, d, d)
-        C = C + torch.diag_embed(s.square())[:, None]
-        L = torch.linalg.cholesky(C)
         r = y[:, None, :] - a[:, None, :] * mu[None]                       # (B, K, d)
-        sol = torch.cholesky_solve(r[..., None], L)[..., 0]                # C⁻¹ r
-        logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+        if B > 1 and bool((a == a[:1]).all() and (s == s[:1]).all()):     # one C_k for the whole batch
+            L = self._shared_factor(a[0], s[0], cov, factors)              # (K, d, d)
+            sol = torch.cholesky_solve(r.permute(1, 2, 0), L).permute(2, 0, 1)  # C⁻¹ r, B columns at once
+            logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)[None]   # (1, K)
+        else:
+            C = a[:, None, :, None] * cov[None] * a[:, None, None, :]      # (B, K, d, d)
+            C = C + torch.diag_embed(s.square())[:, None]
+            L = torch.linalg.cholesky(C)
+            sol = torch.cholesky_solve(r[..., None], L)[..., 0]            # C⁻¹ r
+            logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
         logp = -0.5 * ((r * sol).sum(-1) + logdet + self.d * _LOG2PI) + self.weights.to(y.device).log()
         resp = torch.softmax(logp, dim=1)                                   # (B, K)
         cond = mu[None] + (cov[None] @ (a[:, None, :] * sol)[..., None])[..., 0]
         return (resp[..., None] * cond).sum(1).reshape(chi_t.shape).to(chi_t.dtype)
 
+    @staticmethod
+    def _shared_factor(a: Tensor, s: Tensor, cov: Tensor, factors: dict | None,
+                       max_bytes: int = 2 ** 31) -> Tensor:
+        """Cholesky factors (K, d, d) of C_k = D_α Σ̄_k D_α + D_σ² for one (α, σ) of shape (d,), from
+        ``factors`` when this (α, σ) was factored before; the cache is cleared before it would hold more
+        than ``max_bytes`` of factors (2 GiB: 28 times at d = 3072, every time of a laptop grid)."""
+        key = (str(a.device), a.detach().cpu().numpy().tobytes(), s.detach().cpu().numpy().tobytes())
+        if factors is not None and key in factors:
+            return factors[key]
+        L = torch.linalg.cholesky(a[None, :, None] * cov * a[None, None, :] + torch.diag(s.square())[None])
+        if factors is not None:
+            if (len(factors) + 1) * L.numel() * L.element_size() > max_bytes:
+                factors.clear()
+            factors[key] = L
+        return L
+
     def denoiser(self, path: DiagonalPath) -> Callable[..., Prediction]:
         """Exact ``model(chi_t, t, side="left") -> Prediction`` for this data under ``path``."""
-        coords = self.in_coords(path)
-        return _denoiser(path, lambda chi_t, c: coords.posterior_mean(chi_t, c.alpha, c.sigma))
+        coords, factors = self.in_coords(path), {}  # factors: C_k's Cholesky factor per shared (α, σ)
+        return _denoiser(path, lambda chi_t, c: coords.posterior_mean(chi_t, c.alpha, c.sigma, factors))
 
     def mean_cov(self) -> tuple[Tensor, Tensor]:
         """Mixture mean (d,) and covariance (d, d), float64."""
