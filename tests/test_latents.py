@@ -225,6 +225,12 @@ def test_latent_figures_are_readable():
     df = pd.DataFrame([{"feature": f, "model": m, "m": mm, "pv": 10.0 / (1 + mm), "pv_std": 0.1}
                        for f in ("pixels", "clf") for m in ("GDM-F", "k = 1") for mm in (0, 3, 30)])
     assert _check_readable(latent_plots.variance_curves(df, [30], reference=df[df.model == "k = 1"])) == 2
+    fig = latent_plots.variance_curves(df, [30], paper_band=(3.0, 5.0), threshold=0.1)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "paper's semantic band (10–17 %)" in labels and "PV(m) / PV(0) = 0.1" in labels
+    span = [p for p in ax.patches if p.get_label().startswith("paper")]
+    assert len(span) == 1 and np.allclose([span[0].get_x(), span[0].get_x() + span[0].get_width()], [3.0, 5.0])
     rec = pd.DataFrame({"model": ["a", "a", "b", "b"], "m": [0, 30, 0, 30], "mse": [0.1, 0.01, 0.1, 0.05],
                         "mse_sem": [0.01] * 4})
     assert _check_readable(latent_plots.reconstruction_curves(rec, [30])) == 1

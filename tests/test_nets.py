@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gdmkit import config
-from gdmkit.nets import MLP, UNet, count_parameters, make_net, sinusoidal_embedding, unet_preset
+from gdmkit.nets import (MLP, ChannelNorm, UNet, count_parameters, make_net, sinusoidal_embedding,
+                         unet_preset)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -180,7 +181,7 @@ def test_every_unet_argument_is_in_its_config():
     base = UNet(1, 8, channel_mult=(1, 2)).to_config()
     changed = {"channels": 2, "image_size": 16, "base_channels": 32, "channel_mult": [1, 1],
                "num_res_blocks": 1, "attn_resolutions": [8], "dropout": 0.1, "state_channels": 2,
-               "mid_attention": False, "emb_scale": 1.0}
+               "mid_attention": False, "emb_scale": 1.0, "norm": "channel"}
     # GUD App. A's conditioning option: its arguments only act together (cross-attention needs labels)
     cross = {"state_conditioning": "cross_attention", "position_labels": torch.ones(1, 1, 8, 8),
              "mixer_width": 8, "mixer_depth": 1}
@@ -215,3 +216,60 @@ def test_gud_conditioning_option_leaves_the_default_unet_unchanged():
     assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a.cross is None and not any(k.startswith(("cross", "state_encoder")) for k in sa)
     assert a.conv_in.in_channels == 2  # x_t and γ as channels
+
+
+# ---------------------------------------------------------------------------------- normalisation
+
+
+def test_channel_norm_standardises_each_position_over_its_channels():
+    x = 3.0 + 2.0 * torch.randn(4, 6, 5, 7, generator=_gen(0), dtype=torch.float64)
+    norm = ChannelNorm(6).double()
+    y = norm(x)
+    assert torch.allclose(y.mean(1), torch.zeros(4, 5, 7, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(y.var(1, unbiased=False), torch.ones(4, 5, 7, dtype=torch.float64), atol=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.arange(1.0, 7.0)), norm.bias.copy_(-torch.arange(6.0))
+    ref = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-6)
+    ref = ref * torch.arange(1.0, 7.0)[:, None, None] - torch.arange(6.0)[:, None, None]
+    assert torch.allclose(norm(x), ref.double(), atol=1e-12)
+
+
+def _pool_coupling(norm: torch.nn.Module) -> tuple[float, float]:
+    """|d out / d x| of a (1, 8, 6, 6) map from the pixel (5, 5) to the pixel (0, 0) and to itself."""
+    x = torch.randn(1, 8, 6, 6, generator=_gen(1), dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, generator=_gen(2), dtype=torch.float64)  # a plain sum of standardised values is 0
+    (g,) = torch.autograd.grad((norm.double()(x)[0, :, 0, 0] * w).sum(), x)
+    (own,) = torch.autograd.grad((norm(x)[0, :, 5, 5] * w).sum(), x)
+    return float(g[0, :, 5, 5].abs().max()), float(own[0, :, 5, 5].abs().max())
+
+
+def test_channel_norm_never_pools_positions_where_group_norm_does():
+    """GDM Prop. 3.3: the optimal denoiser ignores a pixel group that is still pure noise. GroupNorm's
+    statistics carry every position to every other; ChannelNorm's carry none (exactly 0)."""
+    far, own = _pool_coupling(ChannelNorm(8))
+    assert far == 0.0 and own > 0.1
+    far_g, _ = _pool_coupling(torch.nn.GroupNorm(4, 8))
+    assert far_g > 1e-3  # the contrast: the test can see a coupling when there is one
+
+
+def test_unet_norm_option_builds_its_norm_everywhere_and_rejects_unknown():
+    net = unet_preset("laptop", 1, 16, norm="channel")
+    kinds = {type(m) for m in net.modules() if isinstance(m, (torch.nn.GroupNorm, ChannelNorm))}
+    assert kinds == {ChannelNorm}
+    assert {type(m) for m in unet_preset("laptop", 1, 16).modules()
+            if isinstance(m, (torch.nn.GroupNorm, ChannelNorm))} == {torch.nn.GroupNorm}
+    out = net(torch.randn(2, 1, 16, 16, generator=_gen(2)), torch.rand(2, 1, 16, 16, generator=_gen(3)),
+              torch.rand(2, generator=_gen(4)))
+    assert out.shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="unknown norm 'batch'.*'channel'"):
+        UNet(1, 8, norm="batch")
+
+
+def test_norm_option_leaves_configs_written_before_it_unchanged():
+    """A checkpoint config without ``norm`` (written before the option) builds the GroupNorm U-Net."""
+    old_cfg = {k: v for k, v in unet_preset("smoke", 1, 8).to_config().items() if k != "norm"}
+    a, b = _built(old_cfg, 4), _built(unet_preset("smoke", 1, 8).to_config(), 4)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.norm == "group"
+

@@ -24,7 +24,7 @@ __all__ = [
     "Metric", "energy_distance", "sliced_wasserstein", "frechet_distance", "frechet_distance_to", "feature_stats",
     "frechet_feature_distance", "sample_quality", "SampleQuality", "separable", "perceptual_variance",
     "factor_sensitivity", "estimate_shape_factors", "Locality", "group_locality", "order_locality",
-    "denoiser_jacobian", "velocity_error",
+    "denoiser_jacobian", "group_jacobian", "velocity_error",
 ]
 
 
@@ -368,6 +368,64 @@ def denoiser_jacobian(model, chi_t: Tensor, t: Tensor) -> Tensor:
             (g,) = torch.autograd.grad(x_hat[:, o].sum(), chi_t, retain_graph=True)
             rows.append(g.abs().double().mean(0))
     return torch.stack(rows)
+
+
+def group_jacobian(model, chi_t: Tensor, t: Tensor, grouping, outputs=None, probes: int | None = None,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """Group-by-group size of the denoiser's Jacobian: mean over examples of ‖∂χ̂_{S_a} / ∂(χ_t)_{S_b}‖_F.
+
+    GDM Prop. 3.3 for images: at a time inside group j's interval the groups generated after j are still
+    pure noise, so the optimal denoiser's columns b > j are exactly zero; a trained network's are small
+    only as far as it learned that (and as far as its architecture lets it, see
+    :func:`gdmkit.nets.frozen_norm_statistics`).
+
+    Parameters
+    ----------
+    model : callable
+        ``model(chi_t, t) -> Prediction`` (``DiagonalPath.denoiser(net)`` or an oracle's denoiser).
+    chi_t : Tensor, shape (B, *event_shape)
+    t : Tensor, shape (B,)
+    grouping : groupings.Grouping over event_shape (its groups in generation order).
+    outputs : sequence of int, optional
+        The output groups to compute (rows), default all.
+    probes : int, optional
+        None (default): exact, one backward pass per component of the output groups. An int: that many
+        backward passes per output group, each of v · x̂_{S_a} with v a Rademacher vector on S_a, whose
+        squared gradient on S_b has expectation ‖J_ab‖_F² (Hutchinson); for large groups, where d backward
+        passes cost too much. An exactly zero block stays exactly zero.
+    generator : torch.Generator, optional
+        Draws the probes (on ``chi_t``'s device).
+
+    Returns
+    -------
+    Tensor, shape (len(outputs), k) (default (k, k)), float64
+        ``J[a, b]``: output group ``outputs[a]``, input group b; each backward pass covers the whole batch
+        (the examples do not interact).
+    """
+    if tuple(chi_t.shape[1:]) != tuple(grouping.event_shape):
+        raise ValueError(f"group_jacobian: states of shape {tuple(chi_t.shape[1:])} do not match the "
+                         f"grouping's event shape {tuple(grouping.event_shape)}")
+    B, k = chi_t.shape[0], grouping.k
+    outputs = list(range(k)) if outputs is None else [int(a) for a in outputs]
+    g = grouping.group.reshape(-1).to(chi_t.device)  # (d,) group of each component
+    chi_t = chi_t.detach().requires_grad_(True)
+    rows = []  # (len(outputs), B, k) squared block norms
+    with torch.enable_grad():
+        x_hat = model(chi_t, t).x_hat.reshape(B, -1)  # (B, d)
+        for a in outputs:
+            sq = torch.zeros(B, k, dtype=torch.float64, device=chi_t.device)
+            comps = torch.nonzero(g == a).flatten()
+            if probes is None:  # row o of every per-example Jacobian at once
+                weights = [(comps[i:i + 1], None) for i in range(len(comps))]
+            else:
+                signs = torch.randint(0, 2, (probes, B, len(comps)), generator=generator, device=chi_t.device)
+                weights = [(comps, 2.0 * signs[p].to(x_hat.dtype) - 1.0) for p in range(probes)]
+            for cols, v in weights:
+                scalar = x_hat[:, cols].sum() if v is None else (x_hat[:, cols] * v).sum()
+                (grad,) = torch.autograd.grad(scalar, chi_t, retain_graph=True)
+                sq.index_add_(1, g, grad.reshape(B, -1).double().square())
+            rows.append(sq if probes is None else sq / probes)
+    return torch.stack(rows, 1).sqrt().mean(0)
 
 
 @torch.no_grad()

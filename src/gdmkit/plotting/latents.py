@@ -23,13 +23,16 @@ def _bands(ax, starts: Sequence[int]) -> None:
         ax.axvline(s, color="0.5", ls=":", lw=1, label="band start" if i == 0 else None)
 
 
-def variance_curves(df, starts: Sequence[int] = (), reference=None,
+def variance_curves(df, starts: Sequence[int] = (), reference=None, paper_band: tuple[float, float] | None = None,
+                    threshold: float | None = None,
                     title: str = "Fig. 4a: perceptual variance with the lowest m components fixed"):
     """Fig. 4a: one panel per feature map; PV(m) / PV(0) against m, one line per model (mean ± std over
     base latents, as given).
 
     df : DataFrame with columns feature, model, m, pv (mean), pv_std; reference : optional DataFrame
     with feature, m, pv (a closed form), drawn dashed. ``starts``: band starts (dotted lines).
+    ``paper_band``: (m_lo, m_hi) shaded, the paper's semantic band scaled to this image (GDM §4.2: 400–700
+    of 4096 components); ``threshold``: a PV(m) / PV(0) level drawn dashed (a claim's).
     """
     feats = list(dict.fromkeys(df["feature"]))
     fig, axes = plt().subplots(1, len(feats), figsize=(4.0 * len(feats), 3.3), squeeze=False)
@@ -44,6 +47,10 @@ def variance_curves(df, starts: Sequence[int] = (), reference=None,
             r = reference[reference["feature"] == f].sort_values("m")
             ax.plot(r["m"], r["pv"] / float(r["pv"].iloc[0]), "k--", lw=1, label="closed form")
         _bands(ax, starts)
+        if paper_band is not None:
+            ax.axvspan(*paper_band, color="C3", alpha=0.12, lw=0, label="paper's semantic band (10–17 %)")
+        if threshold is not None:
+            ax.axhline(threshold, color="C3", ls="--", lw=1, label=f"PV(m) / PV(0) = {threshold:g}")
         ax.set(xlabel="m (lowest components fixed, per channel)", ylabel="PV(m) / PV(0)")
         set_title(ax, f"φ = {f}")
         ax.legend(fontsize=LEGEND_SIZE)
