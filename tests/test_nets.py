@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gdmkit import config
-from gdmkit.nets import (MLP, ChannelNorm, UNet, count_parameters, make_net, sinusoidal_embedding,
-                         unet_preset)
+from gdmkit.nets import MLP, UNet, count_parameters, make_net, sinusoidal_embedding, unet_preset
+from gdmkit.norms import ChannelNorm
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import conditioning, config
+from .norms import make_norm
 
 __all__ = [
-    "ChannelNorm",
     "make_net",
     "MLP",
     "UNet",
@@ -155,38 +155,6 @@ class MLP(nn.Module):
 # --------------------------------------------------------------------------------------- U-Net
 
 
-NORMS = ("group", "channel")
-
-
-class ChannelNorm(nn.Module):
-    """Normalise every position of a (B, C, H, W) map over its C channels, with a per-channel affine map.
-
-    Layer normalisation per pixel: unlike GroupNorm, its statistics never pool positions, so a
-    component that is still pure noise reaches another position only through the convolutions, a path
-    training can close (GDM Prop. 3.3: the optimal denoiser ignores the groups not yet generated).
-    """
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = float(eps)
-        self.weight, self.bias = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x : (B, C, H, W) -> (B, C, H, W)."""
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).square().mean(1, keepdim=True)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
-
-
-def _norm(channels: int, kind: str = "group") -> nn.Module:
-    """``"group"``: GroupNorm with up to 32 groups (the largest power of two <= 32 dividing ``channels``;
-    DDPM++); ``"channel"``: :class:`ChannelNorm`."""
-    if kind == "channel":
-        return ChannelNorm(channels)
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
-    return nn.GroupNorm(groups, channels, eps=1e-6)
-
-
 class ResBlock(nn.Module):
     """DDPM++ residual block: GroupNorm-SiLU-conv, + linear(embedding), GroupNorm-SiLU-dropout-conv.
 
@@ -195,9 +163,9 @@ class ResBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, emb_ch: int, dropout: float, norm: str = "group"):
         super().__init__()
-        self.norm1, self.conv1 = _norm(c_in, norm), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1, self.conv1 = make_norm(c_in, norm), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_ch, c_out)
-        self.norm2, self.drop = _norm(c_out, norm), nn.Dropout(dropout)
+        self.norm2, self.drop = make_norm(c_out, norm), nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
@@ -215,7 +183,7 @@ class AttnBlock(nn.Module):
     def __init__(self, channels: int, norm: str = "group"):
         super().__init__()
         self.heads = max(h for h in range(1, max(channels // 64, 1) + 1) if channels % h == 0)
-        self.norm = _norm(channels, norm)
+        self.norm = make_norm(channels, norm)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -232,8 +200,7 @@ class AttnBlock(nn.Module):
 class _Block(nn.Module):
     """A ResBlock optionally followed by self-attention."""
 
-    def __init__(self, c_in: int, c_out: int, emb_ch: int, dropout: float, attention: bool,
-                 norm: str = "group"):
+    def __init__(self, c_in: int, c_out: int, emb_ch: int, dropout: float, attention: bool, norm: str = "group"):
         super().__init__()
         self.res = ResBlock(c_in, c_out, emb_ch, dropout, norm)
         self.attn = AttnBlock(c_out, norm) if attention else None
@@ -303,11 +270,8 @@ class UNet(nn.Module):
         fed by cross-attention at every level down and up and in the middle (:mod:`gdmkit.conditioning`);
         the input is then x_t alone. Both keep the ``summary`` time embedding.
     norm : {"group", "channel"}
-        ``"group"``: GroupNorm in every block (DDPM++). Its statistics pool all positions, so a pixel
-        group that is still pure noise moves every output through them, and GDM Prop. 3.3 (the optimal
-        denoiser ignores the groups not yet generated) cannot hold exactly for pixel groupings.
-        ``"channel"``: :class:`ChannelNorm`, per position over the channels, which leaves only the
-        convolutions as a path, one training can close.
+        GroupNorm in every block (DDPM++), or :class:`gdmkit.norms.ChannelNorm`, which pools no positions:
+        see :mod:`gdmkit.norms` for why that matters for GDM Prop. 3.3 with pixel groupings.
     """
 
     def __init__(
@@ -330,11 +294,7 @@ class UNet(nn.Module):
     ):
         super().__init__()
         _check_unet_args(channels, image_size, base_channels, channel_mult, num_res_blocks, dropout)
-        if norm not in NORMS:
-            raise ValueError(f"UNet: unknown norm {norm!r}; choose 'group' (GroupNorm, DDPM++) or 'channel' "
-                             "(per-position normalisation, which keeps GDM's pure-noise groups out of the "
-                             "other positions' statistics).")
-        self.norm = norm
+        self.norm = norm  # checked by make_norm below
         self.state_conditioning, self.mixer_width = state_conditioning, int(mixer_width)
         self.mixer_depth = int(mixer_depth)
         self.position_labels = conditioning.check_position_labels(state_conditioning, position_labels,
@@ -368,13 +328,12 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for _ in range(num_res_blocks + 1):
-                self.up.append(_Block(ch + skips.pop(), base_channels * mult, emb_ch, dropout, res in attn,
-                                      norm))
+                self.up.append(_Block(ch + skips.pop(), base_channels * mult, emb_ch, dropout, res in attn, norm))
                 ch = base_channels * mult
             if level != 0:
                 self.up.append(_Up(ch))
                 res *= 2
-        self.norm_out = _norm(ch, norm)
+        self.norm_out = make_norm(ch, norm)
         self.conv_out = nn.Conv2d(ch, self.channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)

@@ -35,7 +35,7 @@ from .params import repo_root
 __all__ = ["model_key", "key_hash", "cached_train", "history_frame", "MODEL_MODULES"]
 
 # library modules whose source changes what a trained model is (their digest is part of every key)
-MODEL_MODULES = ("bases", "groupings", "schedules", "paths", "nets", "conditioning", "train", "tensors")
+MODEL_MODULES = ("bases", "groupings", "schedules", "paths", "nets", "norms", "conditioning", "train", "tensors")
 CORRUPT_DIR = "corrupt"  # unreadable cache entries are moved to cache_dir/corrupt/<hash>.<n>
 
 
