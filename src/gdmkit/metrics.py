@@ -376,8 +376,8 @@ def group_jacobian(model, chi_t: Tensor, t: Tensor, grouping, outputs=None, prob
 
     GDM Prop. 3.3 for images: at a time inside group j's interval the groups generated after j are still
     pure noise, so the optimal denoiser's columns b > j are exactly zero; a trained network's are small
-    only as far as it learned that (and as far as its architecture lets it, see
-    :func:`gdmkit.nets.frozen_norm_statistics`).
+    only as far as it learned that, and as far as its architecture lets it (GroupNorm pools every position:
+    see :mod:`gdmkit.norms`).
 
     Parameters
     ----------
