@@ -437,12 +437,11 @@ def test_group_jacobian_shows_prop_3_3_for_the_exact_oracle_on_image_blocks():
     for j in range(4):
         lo, hi = (float(v) for v in path.schedule.intervals[j])
         t = torch.full((8,), (lo + hi) / 2, dtype=torch.float64)
-        J = M.group_jacobian(gm.denoiser(path), path.noise(x0, t, torch.randn(x0.shape, generator=gen(j),
-                                                                               dtype=torch.float64)), t, g)
+        chi_t = path.noise(x0, t, torch.randn(x0.shape, generator=gen(j), dtype=torch.float64))
+        J = M.group_jacobian(gm.denoiser(path), chi_t, t, g)
         if j < 3:
             assert J[:, j + 1:].max() <= 1e-12  # Prop. 3.3: the groups still pure noise
-            est = M.group_jacobian(gm.denoiser(path), path.noise(x0, t, torch.randn(
-                x0.shape, generator=gen(j), dtype=torch.float64)), t, g, probes=3, generator=gen(9))
+            est = M.group_jacobian(gm.denoiser(path), chi_t, t, g, probes=3, generator=gen(9))
             assert est[:, j + 1:].max() <= 1e-12 < est[j, j]  # a zero block stays zero under probes
             assert J[j + 1:, j].min() > 1e-3  # ... while the active group informs their prediction
         assert J[j, : j + 1].min() > 1e-3  # the active group reads itself and the groups before it
