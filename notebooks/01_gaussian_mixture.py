@@ -51,6 +51,7 @@
 profile = "smoke"  # smoke | laptop | paper (params.yaml); the defaults here are the smoke profile
 out_dir = "data/cache/smoke/01_gaussian_mixture"  # relative to the repository root
 threads = 1  # torch CPU threads (None: leave as is)
+train_workers = 1  # CPU runs trained at once, one thread each (companion.cached_train_many); 1: in turn
 device = "cpu"  # where the networks train
 seed = 0
 mixture = "ring8"  # gdmkit.data.MIXTURE_PRESETS
@@ -116,22 +117,27 @@ for s, path in gdm_paths.items():
 # %% [markdown]
 # ## Training (cached)
 #
-# Both MLPs start from the same initial weights. `companion.cached_train` keys the finished run on
+# Both MLPs start from the same initial weights. `companion.cached_train_many` keys each finished run on
 # configs — the loss (path, schedule and time samplers), the network and its initial weights, the data,
-# the `TrainConfig` and the library source — so re-running the notebook to redraw a figure loads the
-# weights instead of training again. The figure shows the training loss of each schedule (the mean over
-# each logging window, log scale).
+# the `TrainConfig`, the CPU thread count and the library source — so re-running the notebook to redraw
+# a figure loads the weights instead of training again; with `train_workers` > 1 the runs train side by
+# side in forked processes, one thread each. The figure shows the training loss of each schedule (the
+# mean over each logging window, log scale).
 
 # %%
 cfg = TrainConfig(steps=train_steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                   lr_schedule=lr_schedule, log_every=max(1, train_steps // 50), seed=seed)
-trained, history = {}, []
-for s, path in gdm_paths.items():
-    torch.manual_seed(seed)  # the same initial weights for both schedules
-    net = nets.MLP(2, hidden, depth, emb_dim)
-    run = companion.cached_train(path.loss_fn(), net, x_train, cfg, device=device)
-    trained[s] = run.ema.cpu().eval()
-    history.append(companion.history_frame(run.history, schedule=s, model=NAMES[s]))
+
+
+def mlp_job(path, cfg):
+    torch.manual_seed(seed)  # the same initial weights for both schedules and every budget
+    return companion.TrainJob(path.loss_fn(), nets.MLP(2, hidden, depth, emb_dim), x_train, cfg)
+
+
+runs = companion.cached_train_many([mlp_job(path, cfg) for path in gdm_paths.values()], workers=train_workers,
+                                   device=device)
+trained = {s: run.ema.cpu().eval() for s, run in zip(gdm_paths, runs)}
+history = [companion.history_frame(run.history, schedule=s, model=NAMES[s]) for s, run in zip(gdm_paths, runs)]
 history = pd.concat(history)
 report.figure(plotting.loss_curves(history), "loss")
 
@@ -420,16 +426,16 @@ print(v_err.pivot_table(index="t", columns=["model", "coordinate"], values="velo
 # a trend towards the oracle here, not a plateau.
 
 # %%
+budget_cases = [(steps, s) for steps in budget_steps for s in gdm_paths]
+budget_runs = companion.cached_train_many(
+    [mlp_job(gdm_paths[s], TrainConfig(**{**cfg.to_dict(), "steps": steps, "log_every": max(1, steps // 50)}))
+     for steps, s in budget_cases], workers=train_workers, device=device)
+budget_nets = {case: run.ema.cpu().eval() for case, run in zip(budget_cases, budget_runs)}
+budget_nets.update({(train_steps, s): trained[s] for s in gdm_paths})
 budget_rows = []
 for steps in [*budget_steps, train_steps]:
     for s, path in gdm_paths.items():
-        if steps == train_steps:
-            net_b = trained[s]
-        else:
-            torch.manual_seed(seed)  # the same initial weights as the main run
-            cfg_b = TrainConfig(**{**cfg.to_dict(), "steps": steps, "log_every": max(1, steps // 50)})
-            net_b = companion.cached_train(path.loss_fn(), nets.MLP(2, hidden, depth, emb_dim), x_train,
-                                           cfg_b, device=device).ema.cpu().eval()
+        net_b = budget_nets[steps, s]
         x_b = path.to_x(sampling.euler(path.denoiser(net_b), latents, grids[s]))
         t_full = torch.full((len(x0),), t_probe[-1])
         chi_t = path.noise(x0, t_full.double(), z).float()

@@ -21,17 +21,20 @@ The library proper (:mod:`gdmkit.bases` … :mod:`gdmkit.likelihood`, :mod:`gdmk
   written atomically
 - :mod:`~gdmkit.companion.cache` — :func:`cached_train`, :func:`model_key`, :func:`history_frame`:
   trained models keyed on configs
+- :mod:`~gdmkit.companion.parallel` — :class:`TrainJob`, :func:`cached_train_many`: several cached
+  runs at once on a multi-core CPU (one forked process per run)
 """
 from __future__ import annotations
 
-from .cache import cached_train, history_frame, key_hash, model_key
+from .cache import cached_train, history_frame, is_cached, key_hash, model_key
 from .claims import BAD_EVIDENCE, INCONCLUSIVE, Claim, ClaimFailed, Claims
 from .params import (DRY_RUN_ENV, PROFILES, dry_run, load_params, parameter_defaults, profile_params, repo_root,
                      setup_notebook)
+from .parallel import TrainJob, cached_train_many
 from .report import Report
 
 __all__ = [
     "PROFILES", "DRY_RUN_ENV", "dry_run", "repo_root", "load_params", "profile_params", "parameter_defaults", "setup_notebook",
     "INCONCLUSIVE", "BAD_EVIDENCE", "Claim", "Claims", "ClaimFailed", "Report",
-    "cached_train", "model_key", "key_hash", "history_frame",
+    "cached_train", "is_cached", "model_key", "key_hash", "history_frame", "TrainJob", "cached_train_many",
 ]

@@ -28,11 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from .. import config, files
-from ..checkpoint import CheckpointError, unwrap
+from ..checkpoint import CheckpointError, ckpt_file, read_checkpoint_meta, unwrap
 from ..train import train
 from .params import repo_root
 
-__all__ = ["model_key", "key_hash", "cached_train", "history_frame", "MODEL_MODULES"]
+__all__ = ["model_key", "key_hash", "cached_train", "is_cached", "history_frame", "MODEL_MODULES"]
 
 # library modules whose source changes what a trained model is (their digest is part of every key)
 MODEL_MODULES = ("bases", "groupings", "schedules", "paths", "nets", "norms", "conditioning", "train", "tensors")
@@ -137,6 +137,25 @@ def _key_json(key: dict) -> str:
     return json.dumps(swap(plain), indent=1, sort_keys=True) + "\n"
 
 
+def _run_dir(key: dict, cache_dir: str | os.PathLike) -> Path:
+    root = Path(cache_dir)
+    return (root if root.is_absolute() else repo_root() / root) / key_hash(key)
+
+
+def is_cached(loss, net: nn.Module, data: Tensor, cfg, *,
+              cache_dir: str | os.PathLike = "data/cache/models", device=None) -> bool:
+    """Whether :func:`cached_train` with these arguments would load a finished run instead of training.
+
+    Reads only the checkpoint's header (verified); an unreadable or unfinished checkpoint is False.
+    The key is taken at torch's current CPU thread count, as :func:`cached_train` takes it.
+    """
+    run_dir = _run_dir(model_key(loss, net, data, cfg, device), cache_dir)
+    try:
+        return read_checkpoint_meta(ckpt_file(run_dir))["step"] >= cfg.steps
+    except (CheckpointError, OSError, KeyError, TypeError):
+        return False
+
+
 def _write_key(run_dir: Path, text: str) -> None:
     key_file = run_dir / "key.json"
     try:
@@ -205,8 +224,7 @@ def cached_train(loss, net: nn.Module, data: Tensor, cfg, *,
         result = train(loss, net, data, cfg, None, device=device, progress=progress)
         result.ema.eval()
         return result
-    root = Path(cache_dir)
-    run_dir = (root if root.is_absolute() else repo_root() / root) / key_hash(key)
+    run_dir = _run_dir(key, cache_dir)
     text = _key_json(key)
     _write_key(run_dir, text)
     has_checkpoint = any(p.name != "key.json" for p in run_dir.iterdir())
