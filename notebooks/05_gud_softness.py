@@ -76,6 +76,7 @@
 profile = "smoke"  # smoke | laptop | gpu | paper (params.yaml); the defaults here are the smoke profile
 out_dir = "data/cache/smoke/05_gud_softness"  # relative to the repository root
 threads = 1  # torch CPU threads (None: leave as is)
+train_workers = 1  # CPU runs trained at once, one thread each (companion.cached_train_many); 1: in turn
 device = "cpu"  # where the networks train and sample
 seed = 0
 dataset = "digits"  # Fig. 3 data: digits (offline, 8×8, 17 levels) | cifar10 (paper; needs data_root)
@@ -305,28 +306,29 @@ unet_kw = {} if base_channels is None else {"base_channels": base_channels}
 _cfg = lambda steps: TrainConfig(  # noqa: E731
     steps=steps, batch_size=batch_size, lr=lr, lr_schedule="linear", ema_decay=ema_decay,
     log_every=max(1, steps // 40), ckpt_every=max(1, steps // 4), seed=seed)
-trained, history = {}, []
-wall["train"] = time.perf_counter()
+COND = {"channels": "γ channels (App. B)", "cross_attention": "cross-attention (App. A)"}  # mode -> name
+labels_k = conditioning.position_labels(fourier, "frequency")  # |k|, App. A's label in the Fourier basis
+jobs, labels = {}, {}  # trained-model name -> TrainJob, loss-curve label
 for prior, (basis, _) in prior_basis.items():
-    loss = _path(basis, fams[prior].member(a=1.0)).loss_fn(schedule_sampler=fams[prior])
     torch.manual_seed(seed)
     net = (nets.MLP(D, mlp_hidden, mlp_depth) if fig3_net == "mlp"
            else nets.unet_preset(fig3_net, C, image_size, **unet_kw))
-    run = companion.cached_train(loss, net, x_train, _cfg(fig3_steps), device=device)
-    trained[f"fig3 {prior}"] = run.ema.to(device).eval()
-    history.append(companion.history_frame(run.history, model=f"fig3 {prior} ({fig3_net})"))
-COND = {"channels": "γ channels (App. B)", "cross_attention": "cross-attention (App. A)"}  # mode -> name
-labels_k = conditioning.position_labels(fourier, "frequency")  # |k|, App. A's label in the Fourier basis
+    jobs[f"fig3 {prior}"] = companion.TrainJob(
+        _path(basis, fams[prior].member(a=1.0)).loss_fn(schedule_sampler=fams[prior]), net, x_train,
+        _cfg(fig3_steps))
+    labels[f"fig3 {prior}"] = f"fig3 {prior} ({fig3_net})"
 for mode, name in COND.items():
     torch.manual_seed(seed)
     net = nets.unet_preset(unet, C, image_size, **unet_kw, state_conditioning=mode, mixer_width=mixer_width,
                            mixer_depth=mixer_depth, position_labels=labels_k if mode != "channels" else None)
-    loss = _path(fourier, fam5.member(a=1.0, r=0.0)).loss_fn(schedule_sampler=fam5)
-    run = companion.cached_train(loss, net, g_train, _cfg(fig5_steps), device=device)
-    trained[mode] = run.ema.to(device).eval()
-    history.append(companion.history_frame(run.history, model=f"fig5 {name}"))
+    jobs[mode] = companion.TrainJob(_path(fourier, fam5.member(a=1.0, r=0.0)).loss_fn(schedule_sampler=fam5),
+                                    net, g_train, _cfg(fig5_steps))
+    labels[mode] = f"fig5 {name}"
+wall["train"] = time.perf_counter()
+runs = companion.cached_train_many(jobs.values(), workers=train_workers, device=device)
 wall["train"] = time.perf_counter() - wall["train"]
-history = pd.concat(history)
+trained = {k: run.ema.to(device).eval() for k, run in zip(jobs, runs)}
+history = pd.concat([companion.history_frame(run.history, model=labels[k]) for k, run in zip(jobs, runs)])
 report.figure(plotting.loss_curves(history), "loss")
 print({k: nets.count_parameters(v) for k, v in trained.items()})
 

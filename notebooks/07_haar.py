@@ -77,6 +77,7 @@
 profile = "smoke"  # smoke | laptop | gpu | paper (params.yaml); the defaults here are the smoke profile
 out_dir = "data/cache/smoke/07_haar"  # relative to the repository root
 threads = 1  # torch CPU threads (None: leave as is)
+train_workers = 1  # CPU runs trained at once, one thread each (companion.cached_train_many); 1: in turn
 device = "cpu"  # where the networks train and sample
 seed = 0
 dataset = None  # None: scikit-image's brick, grass, gravel (offline); else a make_dataset name (cifar10)
@@ -416,20 +417,25 @@ cfg = TrainConfig(steps=train_steps, batch_size=batch_size, lr=lr, lr_schedule="
 x_gauss_train = gauss.sample(len(x_train), torch.Generator().manual_seed(seed + 23))
 train_data = {"data": x_train, **({"gaussian": x_gauss_train} if gaussian_model else {})}
 losses = {"family": haar_path(0.5, 0.5).loss_fn(schedule_sampler=family), "standard": std_path.loss_fn()}
-trained, history = {}, []
-wall["train"] = time.perf_counter()
 unet_kw = {} if net == "mlp" or base_channels is None else {"base_channels": base_channels}
-for kind, xs in train_data.items():
-    for name, loss in losses.items():
-        torch.manual_seed(seed)
-        model = nets.make_net(net, shape, hidden=hidden, depth=depth, emb_dim=emb_dim, **unet_kw)
-        run = companion.cached_train(loss, model, xs, cfg, device=device)
-        trained[kind, name] = run.ema.to(device).eval()
-        history.append(companion.history_frame(run.history, model=f"{name} ({kind})"))
+
+
+def haar_job(loss, xs):
+    torch.manual_seed(seed)  # the same initial weights for every network
+    return companion.TrainJob(loss, nets.make_net(net, shape, hidden=hidden, depth=depth, emb_dim=emb_dim,
+                                                  **unet_kw), xs, cfg)
+
+
+cases = [(kind, name) for kind in train_data for name in losses]
+wall["train"] = time.perf_counter()
+runs = companion.cached_train_many([haar_job(losses[name], train_data[kind]) for kind, name in cases],
+                                   workers=train_workers, device=device)
 wall["train"] = time.perf_counter() - wall["train"]
-history = pd.concat(history)
+trained = {case: run.ema.to(device).eval() for case, run in zip(cases, runs)}
+history = pd.concat([companion.history_frame(run.history, model=f"{name} ({kind})")
+                     for (kind, name), run in zip(cases, runs)])
 report.figure(plotting.loss_curves(history), "loss")
-print(f"{len(trained)} networks, {nets.count_parameters(model)} parameters each: "
+print(f"{len(trained)} networks, {nets.count_parameters(runs[0].ema)} parameters each: "
       f"{', '.join(f'{n} ({k})' for k, n in trained)}")
 
 # %% [markdown]
