@@ -74,6 +74,19 @@ def _source_digest(*objs) -> str:
     return config.fingerprint(sources)
 
 
+def trains_on_cpu(device=None) -> bool:
+    """Whether :func:`gdmkit.train.train` with this ``device`` runs on the CPU (None: CPU without CUDA)."""
+    return torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
+
+
+def default_progress(progress):
+    """``progress`` as given, or for None the terminal behind a notebook kernel (``sys.__stderr__``)
+    when the notebook runner set ``GDMKIT_PROGRESS=1``, else False."""
+    if progress is None:
+        return sys.__stderr__ if os.environ.get("GDMKIT_PROGRESS") == "1" else False
+    return progress
+
+
 def model_key(loss, net: nn.Module, data: Tensor, cfg, device=None) -> dict:
     """Everything that determines a trained model, as a config (tensor leaves kept).
 
@@ -109,8 +122,7 @@ def model_key(loss, net: nn.Module, data: Tensor, cfg, device=None) -> dict:
         "train_config": cfg.to_dict(),
         "source": _source_digest(loss, net),
     }
-    on_cpu = torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
-    if on_cpu:
+    if trains_on_cpu(device):
         key["cpu_threads"] = torch.get_num_threads()
     return key
 
@@ -217,8 +229,7 @@ def cached_train(loss, net: nn.Module, data: Tensor, cfg, *,
     ValueError
         When ``loss`` or ``net`` has no ``to_config()`` (the key could not see what they compute).
     """
-    if progress is None:
-        progress = sys.__stderr__ if os.environ.get("GDMKIT_PROGRESS") == "1" else False
+    progress = default_progress(progress)
     key = model_key(loss, net, data, cfg, device)  # refuses objects without to_config, cached or not
     if cache_dir is None:
         result = train(loss, net, data, cfg, None, device=device, progress=progress)

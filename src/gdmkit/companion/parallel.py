@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .cache import cached_train, is_cached
+from .cache import cached_train, default_progress, is_cached, trains_on_cpu
 
 __all__ = ["TrainJob", "cached_train_many"]
 
@@ -64,10 +64,6 @@ def _threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _on_cpu(device) -> bool:
-    return torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
 
 
 def _child(job: TrainJob, cache_dir, device) -> None:
@@ -168,11 +164,10 @@ def cached_train_many(jobs: Iterable[TrainJob], *, workers: int = 1,
         if not isinstance(j, TrainJob):
             raise ValueError(f"cached_train_many takes TrainJob(loss, net, data, cfg) items, got "
                              f"{type(j).__name__}; wrap each cached_train call's arguments in a TrainJob")
-    if progress is None:
-        progress = sys.__stderr__ if os.environ.get("GDMKIT_PROGRESS") == "1" else False
+    progress = default_progress(progress)
     stream = progress if progress and not isinstance(progress, bool) else (sys.__stderr__ if progress else None)
     kwargs = {"cache_dir": cache_dir, "device": device, "progress": progress}
-    if workers == 1 or cache_dir is None or not _on_cpu(device) or not hasattr(os, "fork"):
+    if workers == 1 or cache_dir is None or not trains_on_cpu(device) or not hasattr(os, "fork"):
         return [cached_train(j.loss, j.net, j.data, j.cfg, **kwargs) for j in jobs]
     with _threads(1):
         missing = [i for i, j in enumerate(jobs)
