@@ -50,6 +50,39 @@ def test_standins_are_read_by_the_paper_loaders(standin_root):
     assert afhq.y.unique().numel() == 3  # cat, dog, wild
 
 
+def test_standins_written_by_two_processes_at_once_are_whole(tmp_path):
+    """Two dry runs started together on a fresh data root both write the stand-ins: they take turns, and
+    each reads complete files (unlocked, both wrote the same HDF5 file and one failed to open it)."""
+    code = "import sys; from gdmkit import standins; standins.write_all(sys.argv[1], vgg=False)"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "si")], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    from gdmkit import data
+
+    assert data.load_dataset("pcam", tmp_path / "si", split="train").x.shape[1:] == (3, 96, 96)
+    assert not [p.name for p in (tmp_path / "si").iterdir() if p.name.startswith(".") and p.is_dir()]
+
+
+def test_standins_interrupted_leave_no_half_written_folder(tmp_path, monkeypatch):
+    """A write that stops half way leaves no folder that a later call would take for complete."""
+    from gdmkit import standins
+
+    real = standins.write_image_folder
+
+    def fail_half_way(path, n=320, **kw):
+        real(path, n=4, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(standins, "write_image_folder", fail_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        standins.write_all(tmp_path, vgg=False)
+    assert not (tmp_path / "afhq").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".afhq")]
+    monkeypatch.setattr(standins, "write_image_folder", real)
+    standins.write_all(tmp_path, vgg=False)
+    assert len(list((tmp_path / "afhq").rglob("*.png"))) == 320
+
+
 def _jobs() -> int:
     """Dry runs at once: each is one process on one thread (``threads: 1`` in its block), so one per core
     (``GDMKIT_DRY_RUN_JOBS`` overrides)."""

@@ -13,13 +13,18 @@ under ``root/weights/``; it returns the environment variables that point the fea
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import files
 
 __all__ = ["write_cifar10", "write_mnist", "write_pcam", "write_image_folder", "write_inception_weights",
            "write_vgg19_weights", "write_all", "IMAGE_FOLDERS"]
@@ -148,26 +153,57 @@ def write_vgg19_weights(path: str | os.PathLike) -> Path:
 
 def write_all(root: str | os.PathLike, *, image_size: int = 64, vgg: bool = True) -> dict[str, str]:
     """Every stand-in under ``root``; returns the environment variables the feature extractors read
-    (``GDMKIT_INCEPTION_WEIGHTS``, ``GDMKIT_VGG19_WEIGHTS``). Files already there are kept."""
+    (``GDMKIT_INCEPTION_WEIGHTS``, ``GDMKIT_VGG19_WEIGHTS``). Files already there are kept.
+
+    Safe to call from several processes at once (two dry runs started together): the writers take turns
+    under a lock file, ``root/.standins.lock``, and each data set's folder and each weights file appears
+    whole (written next to its place, then renamed), so an interrupted call leaves nothing half-written
+    that a later one would take for complete."""
     root = Path(root)
-    if not (root / "cifar-10-batches-py" / "test_batch").is_file():
-        write_cifar10(root)
-    for folder in ("MNIST", "FashionMNIST"):
-        if not (root / folder / "raw" / "t10k-labels-idx1-ubyte").is_file():
-            write_mnist(root, folder)
-    if not (root / "pcam" / "camelyonpatch_level_2_split_test_y.h5").is_file():
-        write_pcam(root)
-    for name, classes in IMAGE_FOLDERS.items():
-        if not (root / name).is_dir():
-            write_image_folder(root / name, size=image_size, classes=classes)
-    env = {}
-    inc = root / "weights" / "weights-inception-2015-12-05-6726825d.pth"
-    if not inc.is_file():
-        write_inception_weights(inc)
-    env["GDMKIT_INCEPTION_WEIGHTS"] = str(inc)
-    if vgg:
-        v = root / "weights" / "vgg19-dcbbb0ee.pth"
-        if not v.is_file():
-            write_vgg19_weights(v)
-        env["GDMKIT_VGG19_WEIGHTS"] = str(v)
+    root.mkdir(parents=True, exist_ok=True)
+    with _lock(root / ".standins.lock"):
+        for folder, write in (("cifar-10-batches-py", write_cifar10), ("MNIST", write_mnist),
+                              ("FashionMNIST", lambda r: write_mnist(r, "FashionMNIST")), ("pcam", write_pcam),
+                              *((name, lambda r, n=name, c=classes: write_image_folder(Path(r) / n, size=image_size,
+                                                                                      classes=c))
+                                for name, classes in IMAGE_FOLDERS.items())):
+            if not (root / folder).is_dir():
+                _write_folder(root, folder, write)
+        env = {}
+        inc = root / "weights" / "weights-inception-2015-12-05-6726825d.pth"
+        if not inc.is_file():
+            files.atomic_write(inc, write_inception_weights)
+        env["GDMKIT_INCEPTION_WEIGHTS"] = str(inc)
+        if vgg:
+            v = root / "weights" / "vgg19-dcbbb0ee.pth"
+            if not v.is_file():
+                files.atomic_write(v, write_vgg19_weights)
+            env["GDMKIT_VGG19_WEIGHTS"] = str(v)
     return env
+
+
+def _write_folder(root: Path, folder: str, write) -> None:
+    """``write(scratch)`` makes ``scratch/folder``, which is then renamed to ``root/folder`` in one step."""
+    scratch = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}."))
+    try:
+        write(scratch)
+        os.replace(scratch / folder, root / folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive advisory lock on ``path`` for the block (POSIX ``flock``; where the platform has none,
+    no lock: concurrent first calls then race, later ones find the files)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
