@@ -244,6 +244,7 @@ def test_latent_figures_are_readable():
     w = pd.DataFrame({"model": ["a", "a", "prior", "prior"], "band": ["lo", "hi"] * 2,
                       "cov_ratio": [5.0, 2.0, 1.0, 1.1], "ks_reject": [0.5, 0.2, 0.01, 0.0]})
     assert _check_readable(latent_plots.whiteness_bars(w)) == 2
+    assert _check_readable(latent_plots.whiteness_bars(w.assign(mean_sq=[0.1, 0.9, 1.0, 1.0]))) == 3
     ex = pd.DataFrame({"model": ["a", "b"], "element": ["(0, 0, 0)"] * 2, "share": [0.8, 0.4],
                        "main factor": ["hue", "x"]})
     assert _check_readable(latent_plots.exclusivity_bars(ex, 0.25)) == 1

@@ -160,14 +160,19 @@ def grid_heatmap(mean, std, row_label: str, col_label: str, title: str, label: s
 
 def whiteness_bars(df, title: str = "Remark 4.1: encoded latents against N(0, I)"):
     """Per band and model: the covariance ratio ‖zᵀz/N − I‖²/(d(d+1)/N) (1 = as white as prior draws,
-    dashed) and the KS rejection share. df : columns model, band, cov_ratio, ks_reject (a 'prior' model
-    row gives the sampled floor)."""
-    fig, axes = plt().subplots(1, 2, figsize=(8.5, 3.2))
+    dashed), the mean of z² where ``df`` has it (1 for the prior, dashed; with N < d the covariance ratio
+    cannot see shrunk latents, this panel can) and the KS rejection share. df : columns model, band,
+    cov_ratio, ks_reject and optionally mean_sq (a 'prior' model row gives the sampled floor). The legend
+    sits below the panels."""
+    panels = [("cov_ratio", "covariance ratio (1 = white)", True)]
+    if "mean_sq" in df:
+        panels.append(("mean_sq", "mean of z² (1 = prior)", True))
+    panels.append(("ks_reject", "share of components KS-rejected", False))
     models = list(dict.fromkeys(df["model"]))
     bands = list(dict.fromkeys(df["band"]))
+    fig, axes = plt().subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4 + 0.2 * len(models) / 3))
     w = 0.8 / len(models)
-    for ax, col, ylab in ((axes[0], "cov_ratio", "covariance ratio (1 = white)"),
-                          (axes[1], "ks_reject", "share of components KS-rejected")):
+    for ax, (col, ylab, log) in zip(axes, panels):
         for i, m in enumerate(models):
             p = df[df["model"] == m].set_index("band").reindex(bands)
             ax.bar(np.arange(len(bands)) + (i - (len(models) - 1) / 2) * w, p[col].to_numpy(float), w,
@@ -175,11 +180,15 @@ def whiteness_bars(df, title: str = "Remark 4.1: encoded latents against N(0, I)
         ax.set_xticks(range(len(bands)), [str(b) for b in bands])
         ax.set(xlabel="band (ranks)", ylabel=ylab)
         readable_ticks(ax)
-    axes[0].axhline(1.0, color="k", ls="--", lw=1)
-    log_axis(axes[0], "y")
-    axes[0].legend(fontsize=LEGEND_SIZE)
+        if log:
+            ax.axhline(1.0, color="k", ls="--", lw=1)
+            log_axis(ax, "y")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(models), 4), fontsize=LEGEND_SIZE,
+               frameon=False)
     fig.suptitle(title, fontsize=10)
     fit_titles(fig)
+    fig.subplots_adjust(bottom=0.2 + 0.06 * ((len(models) - 1) // 4))
     return fig
 
 
