@@ -299,7 +299,7 @@ train_schedules["k = 1"] = schedules.GroupwiseSchedule(groupings.single(shape))
 train_data = dict.fromkeys(train_schedules, x_data)
 gdmf_name = f"GDM-F train {train_boundaries[0]}"
 if control_noise > 0:  # Remark 4.1's control (see there): the same pair on the data plus i.i.d. pixel noise
-    g_noise = torch.Generator().manual_seed(seed + 16)
+    g_noise = torch.Generator().manual_seed(seed + 18)
     x_noisy = x_data + control_noise * torch.randn(x_data.shape, generator=g_noise)
     x_held_noisy = x_held + control_noise * torch.randn(x_held.shape, generator=g_noise)
     for name in (gdmf_name, "k = 1"):
