@@ -298,12 +298,16 @@ train_schedules = {f"GDM-F train {b}": schedules.GroupwiseSchedule(bands, schedu
 train_schedules["k = 1"] = schedules.GroupwiseSchedule(groupings.single(shape))
 train_data = dict.fromkeys(train_schedules, x_data)
 gdmf_name = f"GDM-F train {train_boundaries[0]}"
+
+# %%
 if control_noise > 0:  # Remark 4.1's control (see there): the same pair on the data plus i.i.d. pixel noise
     g_noise = torch.Generator().manual_seed(seed + 18)
     x_noisy = x_data + control_noise * torch.randn(x_data.shape, generator=g_noise)
     x_held_noisy = x_held + control_noise * torch.randn(x_held.shape, generator=g_noise)
     for name in (gdmf_name, "k = 1"):
         train_schedules[f"{name}, noisy data"], train_data[f"{name}, noisy data"] = train_schedules[name], x_noisy
+
+# %%
 trained, history = {}, []
 wall["train"] = time.perf_counter()
 for name, sched in train_schedules.items():
@@ -734,20 +738,22 @@ for name, codec in codecs.items():
     path = paths.DiagonalPath(U, codec.path.schedule)
     oracle_codec = latents.Codec(path, gauss.denoiser(path), codec.ts)
     white.append(latents.whiteness(oracle_codec.encode(x_g), bands).assign(model=f"oracle, {name} grid"))
-if control_noise > 0:  # the control pair: trained on the noisy data, encoding noisy held-out images
-    for name, net_c in (("GDM-F", trained[f"{gdmf_name}, noisy data"]), ("k = 1", trained["k = 1, noisy data"])):
-        path = codecs[name].path
-        codec_c = latents.Codec(path, path.denoiser(net_c), codecs[name].ts, batch_size=512)
-        white.append(latents.whiteness(codec_c.encode(x_held_noisy), bands).assign(model=f"{name}, noisy data"))
-# two suspects that need no training: the encoder's steps, and the share of training times each band gets
-suspects = {"GDM-F, 4 × nfe": (trained[gdmf_name], 4 * nfe)}
+
+# %%
+# more encoders, label: (codec's model name, network, its grid, images): the control pair (noisy data and
+# held-out images), then two suspects that need no training: the encoder's steps (4 × nfe) and the share
+# of training times each band gets (the second training interval)
+extra = {f"{n}, noisy data": (n, trained[f"{t}, noisy data"], codecs[n].ts, x_held_noisy)
+         for n, t in (("GDM-F", gdmf_name), ("k = 1", "k = 1")) if control_noise > 0}
+suspects = {"GDM-F, 4 × nfe": ("GDM-F", trained[gdmf_name],
+                               gen_sched.time_grid(sampling.per_group_steps(gen_sched.grouping.k, 4 * nfe)), x_held)}
 if len(train_boundaries) > 1:
-    suspects[f"GDM-F train {train_boundaries[1]}"] = (trained[f"GDM-F train {train_boundaries[1]}"], nfe)
-for label, (net_r, n_steps) in suspects.items():
-    path = codecs["GDM-F"].path
-    grid = gen_sched.time_grid(sampling.per_group_steps(gen_sched.grouping.k, n_steps))
-    codec_r = latents.Codec(path, path.denoiser(net_r), grid, batch_size=512)
-    white.append(latents.whiteness(codec_r.encode(x_held), bands).assign(model=label))
+    suspects[f"GDM-F train {train_boundaries[1]}"] = ("GDM-F", trained[f"GDM-F train {train_boundaries[1]}"],
+                                                      codecs["GDM-F"].ts, x_held)
+for label, (name, net_e, grid, xs) in {**extra, **suspects}.items():
+    path = codecs[name].path
+    codec_e = latents.Codec(path, path.denoiser(net_e), grid, batch_size=512)
+    white.append(latents.whiteness(codec_e.encode(xs), bands).assign(model=label))
 white = pd.concat(white)
 white["band"] = [band_names[j] for j in white["band"]]
 report.figure(latent_plots.whiteness_bars(white), "remark41")
@@ -776,6 +782,8 @@ claims.report("Remark 4.1: GDM-F's encoded latents are close to N(0, I) (in ever
 claims.report("Remark 4.1: GDM-F's encoded latents are closer to N(0, I) than k = 1's (worst band, either "
               "statistic)", f"{off['GDM-F']:.3g} vs {off['k = 1']:.3g}", off["GDM-F"] < off["k = 1"],
               values=off)
+
+# %%
 if control_noise > 0:  # the control, model by model: which part of the gap is the data's degeneracy?
     for n in ("k = 1", "GDM-F"):
         claims.report(f"Remark 4.1, control: on the shapes thickened by pixel noise (σ = {control_noise:g}) "
