@@ -665,7 +665,8 @@ gauss = oracles.GaussianMixture(torch.ones(1), flat.mean(0).reshape(1, *shape),
                                 (torch.cov(flat.T) + 1e-3 * torch.eye(flat.shape[1], dtype=torch.float64))[None])
 oracle_model = gauss.denoiser(path)  # one denoiser for all decodes: it factors each time of grid_b once
 oracle_loc = pd.DataFrame(metrics.order_locality(
-    lambda z: sampling.generate(path, oracle_model, len(z), grid_b, latents=z.to(device)).cpu(),
+    lambda z: sampling.generate(path, oracle_model, len(z), grid_b, latents=z.to(device),
+                                batch_size=sample_batch).cpu(),
     z_base, z_new, block_grouping))
 ob_max = float(oracle_loc["before / inside"].max())
 claims.check("Fig. 1c / Prop. 3.3, exact oracle (Gaussian fitted to the training images): varying group j "
@@ -681,7 +682,8 @@ for norm in ["group"] + ([contrast_norm] if contrast_norm else []):
         net_b = trend_nets[norm, steps]  # trained with the others (Training, above)
         norm_nets[NORM_NAMES[norm]] = net_b  # the last one kept is the full budget's
         loc_b = pd.DataFrame(metrics.order_locality(
-            lambda z: sampling.generate(path, net_b, len(z), grid_b, latents=z.to(device)).cpu(),
+            lambda z: sampling.generate(path, net_b, len(z), grid_b, latents=z.to(device),
+                                        batch_size=sample_batch).cpu(),
             z_base, z_new, block_grouping))
         trend_rows.append({"model": "trained, blocks k=9", "norm": NORM_NAMES[norm], "steps": steps,
                            "last inside": float(loc_b["inside"].iloc[-1]),
@@ -771,7 +773,8 @@ report.table(norm_jac.reset_index(), "fig1c_norm_jacobian")
 norm_rows = []
 for name, net_n in norm_nets.items():
     loc_n = pd.DataFrame(metrics.order_locality(
-        lambda z: sampling.generate(path, net_n, len(z), grid_b, latents=z.to(device)).cpu(),
+        lambda z: sampling.generate(path, net_n, len(z), grid_b, latents=z.to(device),
+                                    batch_size=sample_batch).cpu(),
         z_base, z_new, block_grouping))
     q_n = [quality(sampling.generate(path, net_n, n_eval_orders, grid_b, device=device, batch_size=sample_batch,
                                      latents=torch.randn((n_eval_orders, *shape), generator=torch.Generator()

@@ -46,6 +46,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # gdmkit without installation, e.g. from a bare checkout
+# nbformat imports jsonschema, whose format checker imports rfc3987_syntax when installed (jupyterlab's
+# jupyter-events pulls it in): that package compiles 38 grammars at import, 3 s of every run's start, for an
+# "iri" format no notebook schema uses (python-jsonschema/jsonschema#1428). Without it jsonschema simply
+# skips that format.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 from gdmkit import companion  # noqa: E402
 
@@ -477,7 +482,8 @@ def run_profile(source: Path, profile: str | None, out_dir: str | None, dry_run:
     if dry_run:
         _dry_run_setup(nb, all_params, stem, profile, params, data_root)
     _check_device(params, profile)
-    _check_dataset(params, profile)
+    if not dry_run:  # a dry run's data are the stand-ins written just above, read by the notebook's loader
+        _check_dataset(params, profile)
     scratch = final.with_name(final.name + ".new")
     _remove(scratch)
     scratch.mkdir(parents=True)

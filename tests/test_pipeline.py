@@ -235,3 +235,20 @@ def test_dvc_keeps_outputs_of_a_failed_stage_and_rebuilds_cleanly(tmp_path):
     assert "4.8e-07" in shown and "1.0" in shown
     sh(str(dvc), "exp", "run", "-S", "profile=laptop")  # a rebuild with identical results: git stays clean
     assert git_status() == "" and _snapshot(root / "reports") == outputs
+
+
+def test_the_runner_starts_without_torch_and_the_slow_grammar_package():
+    """Every notebook run (14 dry runs in CI) pays the runner's start-up once: the runner itself reads params
+    and claims without loading torch (the kernel loads it), and keeps jsonschema from compiling
+    rfc3987_syntax's grammars when nbformat imports it (3 s, for a format no notebook uses). The training
+    half of the companion still loads on first use."""
+    code = ("import runpy, sys; sys.argv = ['run_notebook.py', '--help']\n"
+            "try:\n    runpy.run_path(%r, run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "import nbformat, papermill\n"
+            "print(sorted(m for m in ('torch', 'rfc3987_syntax') if sys.modules.get(m) is not None))\n"
+            "from gdmkit import companion\n"
+            "print(callable(companion.cached_train), 'torch' in sys.modules)\n" % str(RUNNER))
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines()[-2:] == ["[]", "True True"], res.stdout[-2000:]

@@ -305,7 +305,8 @@ def group_locality(x_ref: Tensor, x_pert: Tensor, mask: Tensor) -> Locality:
     return Locality(float(d[m].mean()), float(d[~m].mean()))
 
 
-def order_locality(decode: Callable[[Tensor], Tensor], z_base: Tensor, z_new: Tensor, grouping) -> list[dict]:
+def order_locality(decode: Callable[[Tensor], Tensor], z_base: Tensor, z_new: Tensor, grouping,
+                   batch_size: int | None = None) -> list[dict]:
     """GDM Fig. 1c and the consequence of Prop. 3.3, for every group of a grouping.
 
     For each group j (generation order, 0 first) the latent of group j is resampled (``z_new`` on its
@@ -313,8 +314,14 @@ def order_locality(decode: Callable[[Tensor], Tensor], z_base: Tensor, z_new: Te
     group j, over the groups generated before j (Prop. 3.3: the optimal denoiser ignores a group that is
     still pure noise, so with the exact denoiser they do not move at all), after j, and outside j.
 
-    decode : latents (N, *event_shape) -> samples (N, *event_shape), deterministic (an ODE sampler);
+    decode : latents (M, *event_shape) -> samples (M, *event_shape), deterministic (an ODE sampler), each
+        example decoded on its own (no example may depend on another in the batch);
     z_base, z_new : (N, *event_shape); grouping : a :class:`~gdmkit.groupings.Grouping` over event_shape.
+    batch_size : int, optional
+        Latents per ``decode`` call. The k + 1 sets (the base and one per varied group) are decoded together,
+        N·(k + 1) latents in calls of ``batch_size`` (None: one call), not k + 1 calls of N: a sampler
+        then steps once per time for all of them (with an exact oracle, one factorisation and one solve
+        per time instead of k + 1).
     Returns one row per group: ``{"varied group": j + 1, "inside", "before", "after", "outside",
     "outside / inside", "before / inside", "after / inside"}``, NaN where a region is empty (before for
     the first group, after for the last).
@@ -322,11 +329,19 @@ def order_locality(decode: Callable[[Tensor], Tensor], z_base: Tensor, z_new: Te
     if z_base.shape != z_new.shape or tuple(z_base.shape[1:]) != tuple(grouping.event_shape):
         raise ValueError(f"z_base {tuple(z_base.shape)} and z_new {tuple(z_new.shape)} must both be "
                          f"(N, *{tuple(grouping.event_shape)}), the grouping's event shape")
-    x_base = decode(z_base)
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer (latents per decode call) or None, got {batch_size!r}")
+    n, k = z_base.shape[0], grouping.k
+    z_all = torch.cat([z_base, *(torch.where(grouping.mask(j).to(z_base.device), z_new, z_base) for j in range(k))])
+    x_all = torch.cat([decode(z) for z in z_all.split(batch_size or len(z_all))])
+    if x_all.shape[0] != z_all.shape[0]:
+        raise ValueError(f"decode returned {x_all.shape[0]} samples for {z_all.shape[0]} latents; it must return one "
+                         "sample per latent")
+    x_base = x_all[:n]
     g = grouping.group.to(x_base.device)
     rows = []
-    for j in range(grouping.k):
-        d = (decode(torch.where(grouping.mask(j).to(z_base.device), z_new, z_base)) - x_base).abs().double()
+    for j in range(k):
+        d = (x_all[n * (j + 1):n * (j + 2)] - x_base).abs().double()
         regions = {"inside": g == j, "before": g < j, "after": g > j, "outside": g != j}
         row = {"varied group": j + 1}
         row.update({k: float(d[:, m].mean()) if m.any() else float("nan") for k, m in regions.items()})

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import files
 
@@ -39,6 +38,8 @@ def _rng(seed: int) -> np.random.Generator:
 def _smooth_images(rng: np.random.Generator, n: int, size: int, channels: int) -> np.ndarray:
     """uint8 (n, size, size, channels): random low-frequency blobs (not white noise, so that images have
     some spatial structure for the networks and metrics to act on)."""
+    import torch  # here, not at the top: a runner that finds the stand-ins written never loads torch
+
     k = max(2, size // 8)
     coarse = rng.normal(size=(n, channels, k, k)).astype(np.float32)
     t = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(size, size), mode="bicubic",
@@ -126,6 +127,7 @@ def _init_only(cls, *args, **kwargs):
 def write_inception_weights(path: str | os.PathLike) -> Path:
     """torch-fidelity's Inception-v3 state dict (the file torchmetrics' FID loads), randomly initialised:
     the same keys and shapes as weights-inception-2015-12-05-6726825d.pth."""
+    import torch
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     torch.manual_seed(0)
@@ -140,6 +142,7 @@ def write_inception_weights(path: str | os.PathLike) -> Path:
 def write_vgg19_weights(path: str | os.PathLike) -> Path:
     """torchvision's VGG-19 state dict (vgg19-dcbbb0ee.pth's keys and shapes), randomly initialised,
     stored in float16 to halve the file (load_state_dict casts to float32)."""
+    import torch
     import torchvision
 
     torch.manual_seed(0)

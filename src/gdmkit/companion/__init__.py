@@ -26,12 +26,29 @@ The library proper (:mod:`gdmkit.bases` … :mod:`gdmkit.likelihood`, :mod:`gdmk
 """
 from __future__ import annotations
 
-from .cache import cached_train, history_frame, is_cached, key_hash, model_key
+import importlib
+
 from .claims import BAD_EVIDENCE, INCONCLUSIVE, Claim, ClaimFailed, Claims
 from .params import (DRY_RUN_ENV, PROFILES, dry_run, load_params, parameter_defaults, profile_params, repo_root,
                      setup_notebook)
-from .parallel import TrainJob, cached_train_many
 from .report import Report
+
+# the training half loads torch on first use, so that scripts/run_notebook.py (params and claims only) starts
+# without it: a dry run's runner process then starts in about a second instead of four
+_LAZY = {"cached_train": ".cache", "history_frame": ".cache", "is_cached": ".cache", "key_hash": ".cache",
+         "model_key": ".cache", "TrainJob": ".parallel", "cached_train_many": ".parallel"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "PROFILES", "DRY_RUN_ENV", "dry_run", "repo_root", "load_params", "profile_params", "parameter_defaults", "setup_notebook",

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = ["PROFILES", "repo_root", "load_params", "profile_params", "parameter_defaults",
            "setup_notebook"]
 
@@ -182,6 +180,7 @@ def setup_notebook(seed: int = 0, threads: int | None = None, style: bool = True
     Small CPU models run faster and bit-reproducibly on one thread, and printed numbers then do not
     depend on the machine's core count (nbval compares them).
     """
+    import torch  # here: scripts/run_notebook.py reads params without loading torch
     if threads is not None:
         try:
             n = operator.index(threads)

@@ -9,11 +9,10 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from torch import Tensor
 
 from .. import files
 from .claims import Claims, markdown
@@ -29,7 +28,8 @@ def _json_ready(v: Any, key: str) -> Any:
 
     Raises ValueError naming ``key`` (dotted for nested entries) when a number is NaN or infinite.
     """
-    if isinstance(v, Tensor):
+    torch = sys.modules.get("torch")  # not imported here: a value can only be a tensor once torch is loaded
+    if torch is not None and isinstance(v, torch.Tensor):
         v = v.item() if v.numel() == 1 else v.tolist()
     if isinstance(v, Mapping):
         return {str(k): _json_ready(x, f"{key}.{k}") for k, x in v.items()}
