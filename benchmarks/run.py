@@ -185,6 +185,36 @@ def bench_train_step(quick: bool) -> list[dict]:
                     baseline_seconds=t["pixel_k1"], mem_key="dct_k4", baseline_mem_key="pixel_k1")]
 
 
+def bench_bf16_cpu(quick: bool) -> list[dict]:
+    """One training step of the laptop U-Net at the laptop profiles' shapes, bf16 autocast (``TrainConfig.bf16``
+    on a CPU with native bfloat16) against float32, one thread; target: bf16 at most 0.8x float32's time.
+    Nothing is recorded on a GPU machine or a CPU without native bf16 (there TrainConfig.bf16 trains in float32)."""
+    from gdmkit.train import cpu_has_native_bf16
+
+    dev = _device()
+    if dev.type != "cpu" or not cpu_has_native_bf16():
+        return []
+    torch.set_num_threads(1)
+    out = []
+    for B, C, H in ([(16, 3, 16)] if quick else [(64, 3, 16), (64, 1, 12)]):  # 04/06 shapes; 03's digits
+        g, x, net, opt, fns = _train_setup(B, C, H, dev)
+        step = fns["pixel_k1"]
+
+        def bf16_step():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                step()
+
+        tag = f"{B}x{C}x{H}x{H}"
+        t = _interleaved({f"fp32/{tag}": step, f"bf16/{tag}": bf16_step}, 3 if quick else 10, dev)
+        if not t:
+            continue
+        out.append(_record(f"train_step/bf16_vs_fp32_cpu/{tag}", t[f"bf16/{tag}"] / t[f"fp32/{tag}"], "ratio", dev,
+                           target=0.8, seconds=t[f"bf16/{tag}"], baseline="float32 step, same network and batch",
+                           baseline_seconds=t[f"fp32/{tag}"], threads=1, mem_key=f"bf16/{tag}",
+                           baseline_mem_key=f"fp32/{tag}"))
+    return out
+
+
 # ---------------------------------------------------------------------------------------- issue 4
 def bench_throughput(quick: bool) -> list[dict]:
     """Training images/s of the laptop U-Net, gdmkit (k = 1 pixel; k = 4 DCT) next to torchcfm."""
@@ -286,7 +316,8 @@ def bench_likelihood_accuracy(quick: bool) -> list[dict]:
     return run(quick, _record)
 
 
-BENCHES = {"bases": bench_bases, "train_step": bench_train_step, "throughput": bench_throughput,
+BENCHES = {"bases": bench_bases, "train_step": bench_train_step, "bf16_cpu": bench_bf16_cpu,
+           "throughput": bench_throughput,
            "sampling": bench_sampling, "cuda": bench_cuda, "likelihood": bench_likelihood,
            "likelihood_accuracy": bench_likelihood_accuracy}
 

@@ -196,9 +196,31 @@ def test_bad_inputs_raise_value_error(tmp_path):
         train(identity_loss, make_net(0), DATA[:0], cfg, progress=False)
     with pytest.raises(ValueError, match="no batches"):
         train(identity_loss, make_net(0), [], cfg, progress=False)
-    with pytest.warns(UserWarning, match="bf16, compile apply on CUDA only"):
-        train(identity_loss, make_net(0), DATA, TrainConfig(steps=1, batch_size=4, bf16=True, compile=True),
+    with pytest.warns(UserWarning, match="compile apply on CUDA only"):
+        train(identity_loss, make_net(0), DATA, TrainConfig(steps=1, batch_size=4, compile=True),
               device="cpu", progress=False)
+
+
+def test_bf16_on_cpu_autocasts_only_where_the_cpu_has_native_bf16(monkeypatch):
+    """TrainConfig.bf16 on the CPU: with native bfloat16 the forward pass runs in bf16 (the weights differ
+    from float32 training's, but only by bf16 rounding); without, a warning names the cause and the run is
+    float32 training bit for bit (emulated bf16 would be slower than float32)."""
+    import gdmkit.train as T
+
+    cfg = dict(steps=3, batch_size=8)
+    fp32 = train(identity_loss, make_net(0), DATA, TrainConfig(**cfg), device="cpu", progress=False)
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no.*native bfloat16|has none"):
+        emulated = train(identity_loss, make_net(0), DATA, TrainConfig(**cfg, bf16=True), device="cpu",
+                         progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(emulated.net.parameters(), fp32.net.parameters()))
+    monkeypatch.undo()
+    if not T.cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bfloat16: the autocast path runs where it has")
+    native = train(identity_loss, make_net(0), DATA, TrainConfig(**cfg, bf16=True), device="cpu", progress=False)
+    diffs = [float((a - b).detach().abs().max()) for a, b in zip(native.net.parameters(), fp32.net.parameters())]
+    assert max(diffs) > 0, "bf16 requested on a CPU with native bf16, but the run was float32"
+    assert max(diffs) < 1e-2  # three AdamW steps of lr 2e-4 apart at most: bf16 rounding, not another run
 
 
 @pytest.mark.parametrize("field, value, kind", [("steps", "5000", "an int"), ("lr", "0.002", "a float"),
