@@ -245,6 +245,14 @@ def test_latent_figures_are_readable():
                       "cov_ratio": [5.0, 2.0, 1.0, 1.1], "ks_reject": [0.5, 0.2, 0.01, 0.0]})
     assert _check_readable(latent_plots.whiteness_bars(w)) == 2
     assert _check_readable(latent_plots.whiteness_bars(w.assign(mean_sq=[0.1, 0.9, 1.0, 1.0]))) == 3
+    # 12 models (notebook 04's Remark 4.1): every legend entry has its own colour (the cycle repeats after 10)
+    many = pd.concat([w.assign(model=[f"m{i}", f"m{i}", f"m{i}b", f"m{i}b"]) for i in range(6)])
+    fig = latent_plots.whiteness_bars(many)
+    handles, _ = fig.axes[0].get_legend_handles_labels()
+    import matplotlib.colors as mcolors
+
+    colours = {mcolors.to_hex(h.patches[0].get_facecolor()) for h in handles}
+    assert len(handles) == 12 and len(colours) == 12
     ex = pd.DataFrame({"model": ["a", "b"], "element": ["(0, 0, 0)"] * 2, "share": [0.8, 0.4],
                        "main factor": ["hue", "x"]})
     assert _check_readable(latent_plots.exclusivity_bars(ex, 0.25)) == 1

@@ -389,3 +389,45 @@ def test_grf_and_sampling_bad_arguments():
                 oracle.sample(n)
     with pytest.raises(ValueError, match="expects"):
         grf.log_prob(torch.zeros(2, 1, 4, 5))
+
+
+def test_fit_is_the_sample_mean_and_covariance_plus_the_ridge():
+    x = torch.randn(50, 2, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64) * 0.3 + 1.0
+    gm = GaussianMixture.fit(x, ridge=0.01)
+    xf = x.flatten(1)
+    dev = xf - xf.sum(0) / 50
+    assert torch.allclose(gm.means[0].flatten(), xf.sum(0) / 50, atol=1e-12)
+    assert torch.allclose(gm.covs[0], dev.T @ dev / 49 + 0.01 * torch.eye(6, dtype=torch.float64), atol=1e-12)
+    assert gm.event_shape == (2, 3)
+    with pytest.raises(ValueError, match="two examples"):
+        GaussianMixture.fit(x[:1])
+    with pytest.raises(ValueError, match="ridge"):
+        GaussianMixture.fit(x, ridge=-1.0)
+
+
+def test_group_variances_are_the_schur_complements():
+    """Conditional covariance of a group given the groups generated before it, re-derived from the precision
+    matrix of the joint law of those groups: Cov(x_j | x_<j) = ((Σ_{≤j})⁻¹)_jj⁻¹."""
+    from gdmkit import groupings as G
+
+    shape = (1, 2, 3)
+    grp = G.Grouping(torch.tensor([[[2, 0, 1], [1, 0, 2]]]))  # 3 groups of 2, interleaved
+    A = torch.randn(6, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    cov = A @ A.T + 0.1 * torch.eye(6, dtype=torch.float64)
+    gm = GaussianMixture(torch.ones(1), torch.zeros(1, *shape), cov[None])
+    rows = gm.group_variances(grp)
+    assert [r["group"] for r in rows] == [0, 1, 2] and [r["size"] for r in rows] == [2, 2, 2]
+    upto = torch.zeros(6, dtype=torch.bool)
+    for j, r in enumerate(rows):
+        m = grp.mask(j).flatten()
+        upto |= m
+        prec = torch.linalg.inv(cov[upto][:, upto])
+        inner = m[upto]  # group j's positions inside the groups generated so far
+        cond = torch.linalg.inv(prec[inner][:, inner])
+        assert r["marginal"] == pytest.approx(float(cov[m][:, m].diagonal().mean()), rel=1e-12)
+        assert r["conditional"] == pytest.approx(float(cond.diagonal().mean()), rel=1e-9)
+        assert r["min_eig"] == pytest.approx(float(torch.linalg.eigvalsh(cond)[0]), rel=1e-9)
+    assert rows[0]["conditional"] == rows[0]["marginal"]  # nothing generated before the first group
+    assert all(r["conditional"] < r["marginal"] for r in rows[1:])  # correlated groups: conditioning shrinks
+    with pytest.raises(ValueError, match="one-component"):
+        GaussianMixture(torch.ones(2), torch.zeros(2, *shape), cov[None].expand(2, 6, 6)).group_variances(grp)

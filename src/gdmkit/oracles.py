@@ -186,6 +186,50 @@ class GaussianMixture:
         coords, factors = self.in_coords(path), {}  # factors: C_k's Cholesky factor per shared (α, σ)
         return _denoiser(path, lambda chi_t, c: coords.posterior_mean(chi_t, c.alpha, c.sigma, factors))
 
+    @classmethod
+    def fit(cls, x: Tensor, ridge: float = 0.0) -> "GaussianMixture":
+        """The one-component mixture with the sample mean and covariance of ``x`` (N, *event_shape), plus
+        ``ridge`` on the diagonal: the exact oracle of "a Gaussian with the data's first two moments", the
+        data's conditional structure between components included (unlike :class:`DiagonalGaussian`).
+
+        For 8-bit images ``ridge = (2/255)**2 / 12``, the variance of uniform dequantisation on [-1, 1],
+        makes a rank-deficient sample covariance (images on a low-dimensional set) positive definite."""
+        if x.dim() < 2 or x.shape[0] < 2:
+            raise ValueError(f"fit needs at least two examples (N, *event_shape), got shape {tuple(x.shape)}")
+        if not ridge >= 0:
+            raise ValueError(f"ridge must be >= 0, got {ridge}")
+        flat = x.detach().cpu().double().flatten(1)
+        cov = torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1])
+        cov = cov + ridge * torch.eye(flat.shape[1], dtype=torch.float64)
+        return cls(torch.ones(1), flat.mean(0).reshape(1, *x.shape[1:]), cov[None])
+
+    def group_variances(self, grouping) -> list[dict]:
+        """Per group j of ``grouping`` (generation order, 0 first; a one-component mixture already in the
+        grouping's coordinates, e.g. ``in_coords(path)``): the mean marginal variance of its components,
+        the mean conditional variance given the groups generated before it (the Schur complement
+        Σ_jj − Σ_j< Σ_<<⁻¹ Σ_<j, the Gaussian law of group j once they are fixed) and the smallest eigenvalue
+        of that conditional covariance. A groupwise flow starts group j from that conditional law, so a
+        small conditional variance is what its forward ODE must expand to unit variance.
+        Returns ``[{"group", "size", "marginal", "conditional", "min_eig"}, ...]``."""
+        if self.weights.shape[0] != 1:
+            raise ValueError("group_variances needs a one-component mixture (a Gaussian), e.g. GaussianMixture.fit")
+        if tuple(grouping.event_shape) != self.event_shape:
+            raise ValueError(f"grouping over {tuple(grouping.event_shape)} does not match events of shape "
+                             f"{self.event_shape}")
+        cov, rows = self.covs[0], []
+        before = torch.zeros(self.d, dtype=torch.bool)
+        for j in range(grouping.k):
+            m = grouping.mask(j).flatten().cpu()
+            s = cov[m][:, m]
+            if before.any():
+                b = cov[m][:, before]
+                s = s - b @ torch.linalg.solve(cov[before][:, before], b.T)
+            s = 0.5 * (s + s.T)
+            rows.append({"group": j, "size": int(m.sum()), "marginal": float(cov[m][:, m].diagonal().mean()),
+                         "conditional": float(s.diagonal().mean()), "min_eig": float(torch.linalg.eigvalsh(s)[0])})
+            before |= m
+        return rows
+
     def mean_cov(self) -> tuple[Tensor, Tensor]:
         """Mixture mean (d,) and covariance (d, d), float64."""
         mu = self.means.flatten(1)

@@ -15,6 +15,15 @@ def plt():
     return _plt
 
 
+def distinct_colors(n: int) -> list:
+    """n colours no two of which are equal: the style's cycle (C0..C9) up to 10, tab20 up to 20, beyond
+    that evenly spaced hues (the cycle repeats after 10, so an 11th series would share C0's colour)."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    cmap = plt().get_cmap("tab20" if n <= 20 else "hsv")
+    return [cmap(i / (20 if n <= 20 else n)) for i in range(n)]
+
+
 def readable_ticks(ax, size: float = TICK_SIZE) -> None:
     """Tick labels of ``ax`` at least ``size`` points (never smaller than the style's)."""
     for axis in (ax.xaxis, ax.yaxis):

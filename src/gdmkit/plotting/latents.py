@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from torch import Tensor
 
-from ._common import LEGEND_SIZE, fit_titles, log_axis, plt, readable_ticks, set_title
+from ._common import LEGEND_SIZE, distinct_colors, fit_titles, log_axis, plt, readable_ticks, set_title
 from .images import image_grid
 
 __all__ = ["variance_curves", "reconstruction_curves", "image_rows", "sensitivity_heatmaps", "grid_heatmap",
@@ -171,12 +171,12 @@ def whiteness_bars(df, title: str = "Remark 4.1: encoded latents against N(0, I)
     models = list(dict.fromkeys(df["model"]))
     bands = list(dict.fromkeys(df["band"]))
     fig, axes = plt().subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4 + 0.2 * len(models) / 3))
-    w = 0.8 / len(models)
+    w, colors = 0.8 / len(models), distinct_colors(len(models))
     for ax, (col, ylab, log) in zip(axes, panels):
         for i, m in enumerate(models):
             p = df[df["model"] == m].set_index("band").reindex(bands)
             ax.bar(np.arange(len(bands)) + (i - (len(models) - 1) / 2) * w, p[col].to_numpy(float), w,
-                   label=str(m), color=f"C{i}")
+                   label=str(m), color=colors[i])
         ax.set_xticks(range(len(bands)), [str(b) for b in bands])
         ax.set(xlabel="band (ranks)", ylabel=ylab)
         readable_ticks(ax)
