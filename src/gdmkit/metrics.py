@@ -331,8 +331,9 @@ def order_locality(decode: Callable[[Tensor], Tensor], z_base: Tensor, z_new: Te
                          f"(N, *{tuple(grouping.event_shape)}), the grouping's event shape")
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer (latents per decode call) or None, got {batch_size!r}")
-    n, k = z_base.shape[0], grouping.k
-    z_all = torch.cat([z_base, *(torch.where(grouping.mask(j).to(z_base.device), z_new, z_base) for j in range(k))])
+    n, n_groups = z_base.shape[0], grouping.k
+    z_all = torch.cat([z_base, *(torch.where(grouping.mask(j).to(z_base.device), z_new, z_base)
+                                 for j in range(n_groups))])
     x_all = torch.cat([decode(z) for z in z_all.split(batch_size or len(z_all))])
     if x_all.shape[0] != z_all.shape[0]:
         raise ValueError(f"decode returned {x_all.shape[0]} samples for {z_all.shape[0]} latents; it must return one "
@@ -340,7 +341,7 @@ def order_locality(decode: Callable[[Tensor], Tensor], z_base: Tensor, z_new: Te
     x_base = x_all[:n]
     g = grouping.group.to(x_base.device)
     rows = []
-    for j in range(k):
+    for j in range(n_groups):
         d = (x_all[n * (j + 1):n * (j + 2)] - x_base).abs().double()
         regions = {"inside": g == j, "before": g < j, "after": g > j, "outside": g != j}
         row = {"varied group": j + 1}
