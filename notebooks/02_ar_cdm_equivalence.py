@@ -392,9 +392,7 @@ print(cdm_table.to_string(index=False, float_format="%.3g"))
 # second group's noise (oracle 0) is trended as well.
 
 # %%
-flat = x_img.flatten(1).double()
-cov_fit = torch.cov(flat.T) + 1e-3 * torch.eye(flat.shape[1], dtype=torch.float64)
-gauss_img = oracles.GaussianMixture(torch.ones(1), flat.mean(0).reshape(1, *shape), cov_fit[None])
+gauss_img = oracles.GaussianMixture.fit(x_img, ridge=1e-3)
 z_new = torch.randn(lat.shape, generator=torch.Generator().manual_seed(seed + 5))
 trend_models = {("exact oracle (Gaussian)", float("nan")): gauss_img.denoiser(cdm_path)}
 for steps in [*cdm_budget_steps, cdm_steps]:
@@ -499,9 +497,7 @@ for name, order in orders.items():
 # order), a Gaussian with the data's mean and covariance, and a random set of training images (floor).
 
 # %%
-mean_img = x_img.flatten(1).double().mean(0)
-cov_img = torch.cov(x_img.flatten(1).double().T) + 1e-4 * torch.eye(x_img[0].numel(), dtype=torch.float64)
-gauss = oracles.GaussianMixture(torch.ones(1), mean_img[None].reshape(1, *shape), cov_img[None]).sample(
+gauss = oracles.GaussianMixture.fit(x_img, ridge=1e-4).sample(
     n_samples, torch.Generator().manual_seed(seed + 7))
 n_ref_oa = min(len(x_img_test), n_samples)
 ref_oa = x_img_test[:n_ref_oa].flatten(1)

@@ -11,7 +11,7 @@ import torch
 
 from gdmkit import config
 from gdmkit.nets import MLP, UNet, count_parameters, make_net, sinusoidal_embedding, unet_preset
-from gdmkit.norms import ChannelNorm
+from gdmkit.norms import ChannelNorm, group_count, make_norm
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -91,14 +91,46 @@ def test_unet_attention_placement_follows_attn_resolutions():
     assert not any(type(m).__name__ == "AttnBlock" for m in unet_preset("smoke", 1, 16).modules())
 
 
-def test_unet_output_depends_on_state_and_summary():
-    net = UNet(2, 8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))
+@pytest.mark.parametrize("preset", ["smoke", "laptop"])
+@pytest.mark.parametrize("norm", ["group", "channel"])
+def test_unet_output_depends_on_state_and_summary(preset, norm):
+    """The summary reaches the output through the time embedding alone (state held fixed): by more than
+    rounding. With one GroupNorm channel per group (the 32-group rule at <= 32 channels) it did not: every
+    ResBlock's norm2 subtracted the embedding again (relative change ~1e-6)."""
+    torch.manual_seed(0)
+    net = unet_preset(preset, 2, 16, norm=norm)
     _perturb_output_layer(net.conv_out)
-    x = torch.randn(2, 2, 8, 8, generator=_gen())
-    state, t = torch.rand(2, 2, 8, 8, generator=_gen(1)), torch.tensor([0.2, 0.7])
-    base = net(x, state, t)
-    assert not torch.allclose(base, net(x, torch.rand(2, 2, 8, 8, generator=_gen(3)), t))
-    assert not torch.allclose(base, net(x, state, t + 0.1))
+    x = torch.randn(2, 2, 16, 16, generator=_gen())
+    state, t = torch.rand(2, 2, 16, 16, generator=_gen(1)), torch.tensor([0.2, 0.7])
+    with torch.no_grad():
+        base = net(x, state, t)
+        rel = lambda out: float((out - base).norm() / base.norm())  # noqa: E731
+        assert rel(net(x, torch.rand(2, 2, 16, 16, generator=_gen(3)), t)) > 1e-2
+        assert rel(net(x, state, t + 0.1)) > 1e-2
+
+
+def test_group_count_is_the_largest_power_of_two_with_four_channels_per_group():
+    for channels in range(1, 257):
+        g = group_count(channels)
+        assert channels % g == 0 and g <= 32 and g & (g - 1) == 0
+        assert g == 1 or channels // g >= 4
+        bigger = [h for h in (2, 4, 8, 16, 32) if h > g and channels % h == 0 and channels // h >= 4]
+        assert not bigger, (channels, g, bigger)
+    assert [group_count(c) for c in (16, 32, 64, 128, 256)] == [4, 8, 16, 32, 32]
+    with pytest.raises(ValueError, match="positive"):
+        group_count(0)
+
+
+def test_one_channel_groups_erase_a_per_channel_constant_and_group_count_does_not():
+    """Why group_count: a time embedding added per channel (constant over positions) before a GroupNorm
+    with one channel per group is removed exactly; with four channels per group it survives."""
+    h = torch.randn(2, 16, 8, 8, generator=_gen())
+    emb = torch.randn(2, 16, 1, 1, generator=_gen(1))
+    one = torch.nn.GroupNorm(16, 16, eps=1e-6)
+    assert torch.allclose(one(h + emb), one(h), atol=1e-5)
+    ours = make_norm(16)
+    assert ours.num_groups == group_count(16) == 4
+    assert float((ours(h + emb) - ours(h)).abs().max()) > 0.1
 
 
 def test_unet_examples_are_independent_of_the_batch():

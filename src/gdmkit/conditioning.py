@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .norms import group_count
+
 __all__ = ["gamma_features", "MixerBlock", "StateEncoder", "StateCrossAttention", "position_labels",
            "check_position_labels", "cross_sites"]
 
@@ -142,8 +144,7 @@ class StateCrossAttention(nn.Module):
         super().__init__()
         self.heads = max(h for h in range(1, max(channels // 32, 1) + 1) if channels % h == 0)
         self.n_out = int(n_out)
-        groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
-        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.norm = nn.GroupNorm(group_count(channels), channels, eps=1e-6)
         self.reduce = nn.Linear(tokens, n_out)                  # the "single dense layer" of App. A
         self.q = nn.Linear(channels, channels)
         self.kv = nn.Linear(width, 2 * channels)

@@ -1,9 +1,13 @@
 """Normalisation layers of the U-Net (:class:`gdmkit.nets.UNet`'s ``norm`` option).
 
-- ``"group"``: GroupNorm (DDPM++). Its mean and variance pool every position of a feature map, so for a
-  pixel grouping the pure noise of a group not yet generated moves every other position through them:
-  the network cannot represent GDM Prop. 3.3's exact independence (the optimal denoiser ignores the
-  groups not yet generated; Prop. 3.3's proof, GDM §3.3).
+- ``"group"``: GroupNorm (DDPM++), with at least :data:`MIN_CHANNELS_PER_GROUP` channels in every group
+  (:func:`group_count`, as EDM's ``GroupNorm(min_channels_per_group=4)``). A ResBlock adds its time
+  embedding to every channel as a constant over positions, before its second GroupNorm (DDPM++); a group
+  of one channel subtracts that constant again, so with one channel per group (the narrow U-Nets' widths
+  of 32 or fewer channels under the 32-group rule) the embedding never reaches the output. Its mean and
+  variance pool every position of a feature map, so for a pixel grouping the pure noise of a group not yet
+  generated moves every other position through them: the network cannot represent GDM Prop. 3.3's exact
+  independence (the optimal denoiser ignores the groups not yet generated; Prop. 3.3's proof, GDM §3.3).
 - ``"channel"``: :class:`ChannelNorm`, each position normalised over its channels; nothing is pooled
   across positions, so only the convolutions carry one position's input to another, a path that
   training can close.
@@ -13,9 +17,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NORMS", "ChannelNorm", "make_norm"]
+__all__ = ["NORMS", "MIN_CHANNELS_PER_GROUP", "ChannelNorm", "group_count", "make_norm"]
 
 NORMS = ("group", "channel")
+MIN_CHANNELS_PER_GROUP = 4
+
+
+def group_count(channels: int) -> int:
+    """GroupNorm's number of groups for ``channels``: the largest power of two <= 32 that divides it and
+    leaves at least :data:`MIN_CHANNELS_PER_GROUP` channels per group (1 group below 8 channels).
+
+    32 groups as DDPM++ for wide maps (128 channels and more); fewer for narrow ones, so that a per-channel
+    constant (the time embedding) is not subtracted by its own group's mean (EDM, Karras et al. 2022).
+    """
+    if channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+    return next((g for g in (32, 16, 8, 4, 2) if channels % g == 0 and channels // g >= MIN_CHANNELS_PER_GROUP),
+                1)
 
 
 class ChannelNorm(nn.Module):
@@ -39,12 +57,11 @@ class ChannelNorm(nn.Module):
 
 
 def make_norm(channels: int, kind: str = "group") -> nn.Module:
-    """``"group"``: GroupNorm with up to 32 groups (the largest power of two <= 32 dividing ``channels``;
-    DDPM++); ``"channel"``: :class:`ChannelNorm`."""
+    """``"group"``: GroupNorm with :func:`group_count` groups (up to 32, DDPM++; at least 4 channels per
+    group, EDM); ``"channel"``: :class:`ChannelNorm`."""
     if kind not in NORMS:
         raise ValueError(f"unknown norm {kind!r}; choose 'group' (GroupNorm, DDPM++) or 'channel' (per-position "
                          "normalisation, which keeps GDM's pure-noise groups out of the other positions' statistics)")
     if kind == "channel":
         return ChannelNorm(channels)
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
-    return nn.GroupNorm(groups, channels, eps=1e-6)
+    return nn.GroupNorm(group_count(channels), channels, eps=1e-6)
