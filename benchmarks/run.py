@@ -345,10 +345,10 @@ def main(argv=None):
             return
         print(json.dumps(recs))
         return
-    records = []
+    kept, records = [], []
     groups = args.only or list(BENCHES)
     if args.only and Path(args.out).is_file():  # keep the other groups' records of the previous full run
-        records = [r for r in json.loads(Path(args.out).read_text())["records"] if r.get("group") not in groups]
+        kept = [r for r in json.loads(Path(args.out).read_text())["records"] if r.get("group") not in groups]
     for name in groups:
         cmd = [sys.executable, __file__, "--one", name] + (["--quick"] if args.quick else [])
         res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -366,6 +366,8 @@ def main(argv=None):
             mem = f"  peak {r['peak_memory_mb']:.0f} MiB" if "peak_memory_mb" in r else ""
             print(f"{r['name']:<55} {r['value']:>10.4g} {r['unit']}{ratio}{mem}{extra}")
         records += recs
+    fresh = {r["name"] for r in records}  # a kept record of the same name (written before records had a group) goes
+    records = [r for r in kept if r["name"] not in fresh] + records
     meta = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
                 threads=torch.get_num_threads(), cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                 quick=args.quick)
