@@ -6,9 +6,12 @@ the divergence pass (``fused``: one network call per evaluation), or with a sepa
 score_sde's likelihood code does (``two_call``). Both run on the same network, batch, probes and
 tolerances, in this process, interleaved with gdmkit (``likelihood.log_likelihood``).
 
-- Network: the laptop U-Net at 16×16 (``nets.unet_preset("laptop", 1, 16)``), its zero-initialised output
-  layers given small random weights so that the output depends on the input (a fresh U-Net's velocity is
-  the network-free part only); batch 64.
+- Network: the laptop U-Net at 16×16 (``nets.unet_preset("laptop", 1, 16)``) trained for ``TRAIN_STEPS``
+  steps on the field below (the ``plain`` path, ε target, EMA weights); batch 64. A trained network, because
+  a random one is not what a likelihood is computed for: with its time embedding live at every level (the
+  ≥ 4 channels per GroupNorm group of ``norms.group_count``), a random U-Net's velocity oscillates in t and
+  the ODE needs 440 evaluations at 1e-4 where this one needs about 60 (the notebooks' trained U-Nets:
+  40–70). ``--quick`` keeps the smoke U-Net with random weights in its zero-initialised output layers.
 - Paths: GUD's linear schedule (eq. 18–20) on a Gaussian random field in the Fourier basis, γ̃ = (−7, 3):
   ``appB`` with App. B's reparametrisation s(t), α = 0.5 (s′ singular at both ends), and ``plain`` without.
 - Accuracy (``bench_likelihood_accuracy``, its own group): each gdmkit solver (``ORACLE_METHODS``) on the
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from gdmkit import likelihood, nets, oracles, paths, schedules
+from gdmkit import likelihood, nets, oracles, paths, schedules, train
 from gdmkit.tensors import times_like
 
 LN2 = math.log(2)
@@ -65,6 +68,10 @@ def _scipy_log_likelihood(model, chi0, probes, *, rtol, atol, fused=True, exact=
     return -0.5 * (chi1.square().sum(1) + d * math.log(2 * math.pi)) + delta
 
 
+#: training steps of the benchmark's network (full run): about 75 s on two cores
+TRAIN_STEPS = 300
+
+
 def _setup(quick: bool):
     H = 8 if quick else 16
     B = 8 if quick else 64
@@ -73,20 +80,33 @@ def _setup(quick: bool):
     log_var = grf.var.log().float()
     sched = {name: schedules.LinearGamma(log_var, -log_var, a=1.0, gamma_denoise=-7.0, gamma_noise=3.0,
                                          power=p) for name, p in (("appB", 0.5), ("plain", None))}
+    return grf, x, sched, B, H
+
+
+def _network(quick: bool, grf, sched, H):
+    """The benchmark's network: trained (full run) or random output weights (``--quick``); eval mode."""
     torch.manual_seed(0)
-    net = nets.unet_preset("smoke" if quick else "laptop", 1, H).eval()
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(1)
-        for p in net.parameters():
-            if p.dim() > 1 and bool((p == 0).all()):
-                p.copy_(0.02 * torch.randn(p.shape, generator=g))
-    return grf, x, sched, net, B, H
+    net = nets.unet_preset("smoke" if quick else "laptop", 1, H)
+    if quick:
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(1)
+            for p in net.parameters():
+                if p.dim() > 1 and bool((p == 0).all()):
+                    p.copy_(0.02 * torch.randn(p.shape, generator=g))
+        return net.eval()
+    path = paths.DiagonalPath(grf.basis, sched["plain"], target="eps")
+    data = grf.sample(4096, torch.Generator().manual_seed(5))
+    cfg = train.TrainConfig(steps=TRAIN_STEPS, batch_size=64, lr=2e-3, lr_schedule="linear", ema_decay=0.99,
+                            log_every=50, ckpt_every=10 ** 6)
+    return train.train(path.loss_fn(), net, data, cfg, progress=False).ema.eval()
 
 
 def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
     """gdmkit vs SciPy (fused, two-call): time ratio, NFE, bits/dim agreement; accuracy on the oracle."""
     torch.set_num_threads(torch.get_num_threads())
-    grf, x, sched, net, B, H = _setup(quick)
+    grf, x, sched, B, H = _setup(quick)
+    net = _network(quick, grf, sched, H)
+    net_name = "smoke U-Net, random output layers" if quick else f"laptop U-Net, {TRAIN_STEPS} training steps"
     d = x[0].numel()
     dev = torch.device("cpu")
     out = []
@@ -118,7 +138,8 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
         bpd = {k: -v.double() / (d * LN2) for k, v in res.items()}
         tag = f"{sname}/probes={n_probes}/tol={tol:g}/B={B}/{H}x{H}"
         out.append(record(f"likelihood_time_ratio_vs_scipy_fused/{tag}", t["gdmkit"] / t["scipy_fused"],
-                          "ratio", dev, target=0.8, gdmkit_s=t["gdmkit"], scipy_fused_s=t["scipy_fused"],
+                          "ratio", dev, target=0.8, network=net_name, gdmkit_s=t["gdmkit"],
+                          scipy_fused_s=t["scipy_fused"],
                           scipy_two_call_s=t["scipy_two_call"],
                           ratio_vs_two_call=t["gdmkit"] / t["scipy_two_call"],
                           nfe_gdmkit=st["gdmkit"]["nfe"], nfe_scipy_fused=st["scipy_fused"]["nfe"],
@@ -138,8 +159,7 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
                     1 if quick else 3, dev)
     if t:
         out.append(record(f"exact_divergence_over_one_probe/d={d}/B={B}", t["exact"] / t["probe"], "ratio",
-                          dev,
-                          target=20.0, exact_s=t["exact"], probe_s=t["probe"]))
+                          dev, target=20.0, network=net_name, exact_s=t["exact"], probe_s=t["probe"]))
     return out
 
 
@@ -152,7 +172,7 @@ ORACLE_METHODS = ("dopri5", "rk45", "tsit5")
 def bench_likelihood_accuracy(quick: bool, record) -> list[dict]:
     """Each gdmkit solver on the exact oracle (exact divergence) against the closed form, next to SciPy's
     RK45 at the same tolerance: error in bits/dim and network evaluations."""
-    grf, x, sched, _, B, H = _setup(quick)
+    grf, x, sched, B, H = _setup(quick)
     d = x[0].numel()
     dev = torch.device("cpu")
     out = []
