@@ -61,7 +61,13 @@
 # `FD_classifier[<dataset>]`, which is *not* FID: only its orderings are comparable to the paper's.
 #
 # **Claims.** *Asserted* claims (exact oracle) stop the run when they fail; *reported* ones depend on the
-# training budget. Where ±1 std error bars overlap the verdict is "not separable at this profile".
+# training budget. Where ±1 std error bars overlap the verdict is "not separable at this profile". The
+# error bars count sampling runs (or images) of one trained network per model, not training noise, and at
+# the laptop budget training noise is as large: retraining the same networks on one CPU thread instead of
+# two (same seed, data and steps; only the floating-point summation order differs) moved three reported
+# verdicts — the size of the semantic band (Fig. 4a), Fig. 4b at 4 × `nfe`, and the highest band's share
+# of the coarse factors — while every other verdict stayed. Read a reported verdict whose two sides lie
+# within a few error bars as provisional; the `gpu` profile's budget is where they should settle.
 # 1. Exact: on Gaussian data diagonal in the basis the sampler realises the exact flow map, encode∘decode
 #    is the identity, a band swap changes only that band, and the Fig. 4a estimator matches its closed
 #    form — asserted.
