@@ -68,6 +68,7 @@ emb_dim = 32
 ar_steps = 1000
 cdm_steps = 1000
 cdm_budget_steps = [250]  # smaller CDM budgets for the Prop. 3.3 budget trend (each trains it again)
+target_contrast = "x0"  # the CDM network trained again with this target (eq. 8 uses u) at cdm_steps (None: no contrast)
 oa_steps = 1500
 batch_size = 256
 lr = 0.002
@@ -404,6 +405,13 @@ for steps in [*cdm_budget_steps, cdm_steps]:
         net_b = companion.cached_train(cdm_path.loss_fn(), nets.make_net(net, shape, **net_kwargs), x_img,
                                        cfg_b, device=device).ema.to(device).eval()
     trend_models["trained, CDM grouping", steps] = cdm_path.denoiser(net_b)
+name_c = f"trained, CDM grouping, {target_contrast} target"
+if target_contrast is not None:  # the same network, data and budget with another target (notebook 01's contrast)
+    path_c = paths.DiagonalPath(cdm_path.basis, cdm_path.schedule, target=target_contrast)
+    torch.manual_seed(seed)
+    net_c = companion.cached_train(path_c.loss_fn(), nets.make_net(net, shape, **net_kwargs), x_img, cfg["cdm"],
+                                   device=device).ema.to(device).eval()
+    trend_models[name_c, cdm_steps] = path_c.denoiser(net_c)
 
 # %%
 cdm_trend = []
@@ -418,7 +426,7 @@ report.table(cdm_trend, "cdm_budget_trend")
 r_or = float(cdm_trend["ratio"].iloc[0])
 claims.check("Prop. 3.3 in the cascade, exact oracle (Gaussian fitted to the training digits): stage 1 ignores "
              "the second group's noise (ratio < 1e-6)", f"ratio {r_or:.2g}", r_or < 1e-6, values={"ratio": r_or})
-tb = cdm_trend[cdm_trend["model"] != "exact oracle (Gaussian)"].sort_values("steps")
+tb = cdm_trend[cdm_trend["model"] == "trained, CDM grouping"].sort_values("steps")
 for col, what in (("ratio", "stage-1 ratio"), ("grid change, group-2 noise",
                                                  "absolute change of the grid from the second group's noise")):
     v = tb[col].tolist()
@@ -427,6 +435,34 @@ for col, what in (("ratio", "stage-1 ratio"), ("grid change, group-2 noise",
                       "increase of the budget", f"steps {tb['steps'].astype(int).tolist()}: "
                       + " → ".join(f"{x:.2g}" for x in v) + " (exact oracle: 0)",
                       all(b < a for a, b in zip(v, v[1:])), values={f"{col}, by budget": v})
+
+# %% [markdown]
+# **Is the residual the u-target's?** As in notebook 01: with u = x − z (eq. 8) the network must copy the
+# second group's noise into its output while that group waits, and the denoiser inherits what it gets
+# wrong; a network predicting x₀ (`target_contrast`, the same data, budget and initial weights) needs no
+# copy. Both are measured as in the trend, and their final samples (the same latents and grid as above)
+# against the test digits. Where the first claim below does not hold, the target is not what keeps stage 1
+# from ignoring the noise here (unlike the 2-D toy), and the budget trend above is the evidence on whether
+# more training removes it.
+
+# %%
+if target_contrast is not None:
+    row_u = tb[tb["steps"] == cdm_steps].iloc[0]
+    row_c = cdm_trend[cdm_trend["model"] == name_c].iloc[0]
+    dep_u, dep_c = float(row_u["grid change, group-2 noise"]), float(row_c["grid change, group-2 noise"])
+    x_c = cdm_path.to_x(sampling.euler(trend_models[name_c, cdm_steps], lat.to(device), grid_cdm)).cpu()
+    ed_c = metrics.energy_distance(x_c.flatten(1), x_img_test.flatten(1))
+    claims.report(f"Prop. 3.3 in the cascade: the trained model's dependence on the second group's noise is the "
+                  f"u-target's — the same network trained with the {target_contrast} target changes the grid by "
+                  f"less than half as much ({cdm_steps} steps each)",
+                  f"mean |Δ grid| {dep_c:.2g} ({target_contrast}) vs {dep_u:.2g} (u); ratio to the grid's own "
+                  f"noise {row_c['ratio']:.2g} vs {row_u['ratio']:.2g}", dep_c < 0.5 * dep_u,
+                  values={"dep_contrast": dep_c, "dep_u": dep_u, "ratio_contrast": float(row_c["ratio"]),
+                          "ratio_u": float(row_u["ratio"])})
+    claims.report(f"… and the {target_contrast} target costs sample quality: the energy distance of its final "
+                  f"samples to the test digits is larger than the u-target's", f"ED {ed_c:.2g} "
+                  f"({target_contrast}) vs {ed_cdm_final:.2g} (u)", ed_c > ed_cdm_final,
+                  values={"ed_contrast": ed_c, "ed_u": ed_cdm_final})
 
 # %% [markdown]
 # Fig. 13 rebuilt: the generative process of the CDM grouping at t = 1, 0.75, 0.5, 0.25, 0 (8 samples).
