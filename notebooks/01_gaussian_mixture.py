@@ -442,6 +442,8 @@ budget_runs = companion.cached_train_many(
     workers=train_workers, device=device)
 budget_nets = {case: run.ema.cpu().eval() for case, run in zip(budget_cases, budget_runs)}
 budget_nets.update({(train_steps, s): trained[s] for s in gdm_paths})
+
+# %%
 budget_rows = []
 for steps in [*budget_steps, train_steps]:
     for s, path in gdm_paths.items():
