@@ -169,13 +169,20 @@ if weights_required:  # the paper's features, never a stand-in in their place: f
 # folder (AFHQ, CelebA-HQ, FFHQ) through `gdmkit.data.load_dataset` and holds out the images after the
 # first `n_train`; it stops, naming the folder, when the images are not there (`scripts/run_notebook.py`
 # checks that before any training).
+#
+# The pipeline runs this notebook a second time on real images, scikit-learn's 8 × 8 handwritten digits
+# (bundled, offline): DVC stage and params.yaml block `04_semantic_band_digits`, outputs in
+# `reports/04_semantic_band_digits/`. There the held-out images are the `n_heldout` after the first
+# `n_train` of the digits' training split, the classifier's labels are the digit classes, the factor
+# measurements are skipped (the digits carry no factor annotations), and at 8 × 8 the paper's index sets
+# leave two bands, [0, 29] and [30, 63].
 
 # %%
 root = companion.repo_root()
 if dataset == "shapes":  # generated: the held-out images come from another seed
     train_set = data.make_dataset(dataset, n=n_train, size=image_size, seed=seed)
     held_set = data.make_dataset(dataset, n=n_heldout, size=image_size, seed=seed + 1)
-else:  # an image folder: the n_heldout images after the first n_train are held out
+else:  # an image folder or the digits: the n_heldout images after the first n_train are held out
     full = data.make_dataset(dataset, n=n_train + n_heldout, size=image_size, root=str(root / data_root),
                              split="train")
     if len(full) < n_train + n_heldout:

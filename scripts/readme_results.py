@@ -40,6 +40,12 @@ SECTIONS = {
         "How much each known factor of the procedural shapes changes when one frequency band's latents are "
         "resampled, GDM-F against the same index sets under a scalar schedule (k = 1): the lowest band "
         "moves position, scale and hue far more than the highest."),
+    "04_semantic_band_digits": (
+        "§4 on real images · GDM-F on the 8×8 digits (notebook 04, stage 04_semantic_band_digits)",
+        "fig4a_variance.png",
+        "Fig. 4a on scikit-learn's handwritten digits: the perceptual variance (pixels and the features of "
+        "a digit classifier trained in the notebook) of images generated with the lowest m latent components "
+        "fixed, GDM-F (bands [0, 29], [30, 63]) against k = 1."),
     "05_gud_softness": (
         "§5 · GUD soft conditioning: softness, whitening, ordering (GUD §4.2–4.5, §5.1)", "fig3_softness.png",
         "Fig. 3 at laptop scale: NLL (bits/dim, probability-flow ODE) and sample quality against the "

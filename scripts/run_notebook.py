@@ -4,12 +4,18 @@
     python scripts/run_notebook.py notebooks/01_gaussian_mixture.py --profile smoke
     python scripts/run_notebook.py notebooks/01_gaussian_mixture.py --refresh  # smoke outputs into the .ipynb
     python scripts/run_notebook.py notebooks/03_grouping_ordering.py --profile paper --dry-run
+    python scripts/run_notebook.py notebooks/04_semantic_band.py --params 04_semantic_band_digits  # a variant
 
 The .py (jupytext percent) is the source. A profile run converts it to a notebook, injects the
 parameters of ``params.yaml[<notebook stem>][<profile>]`` plus ``profile`` and ``out_dir`` with
 papermill and executes it from the repository root; the notebook writes figures, tables, result sets
 and metrics under its ``out_dir`` and the runner adds the executed ``notebook.ipynb``. This is what each
 DVC stage runs (default output folder ``reports/<notebook stem>``).
+
+``--params <stem>_<variant>`` runs the same notebook with a block of its own, ``params.yaml[<stem>_<variant>]``
+(another data set, say: ``04_semantic_band_digits``), into ``reports/<stem>_<variant>``; a variant is a
+DVC stage of its own, and everything below keyed on the stem (history, dry-run block, output folders) is
+keyed on the variant's name instead.
 
 - **A failed run changes nothing.** The notebook writes into a scratch folder beside the outputs,
   ``<out>.new/``; only when every cell succeeded does each of its entries replace the old one (a folder
@@ -451,7 +457,7 @@ def _dry_run_setup(nb, all_params: dict, stem: str, profile: str, params: dict, 
 
 
 def run_profile(source: Path, profile: str | None, out_dir: str | None, dry_run: bool = False,
-                data_root: str | None = None) -> Path:
+                data_root: str | None = None, block: str | None = None) -> Path:
     import nbformat
     import papermill
     from nbclient.exceptions import DeadKernelError
@@ -459,7 +465,10 @@ def run_profile(source: Path, profile: str | None, out_dir: str | None, dry_run:
 
     from gdmkit import files
 
-    stem = source.stem
+    stem = block or source.stem
+    if not (stem == source.stem or stem.startswith(source.stem + "_")):
+        _fail(f"--params {block}: a variant of {source.name} is named {source.stem}_<variant> (e.g. "
+              f"{source.stem}_digits), so that its block, stage and reports/ folder say whose variant it is")
     nb = _read(source)
     defaults = companion.parameter_defaults(_parameters_source(nb))
     all_params = companion.load_params(ROOT / "params.yaml")
@@ -556,7 +565,12 @@ def main(argv: list[str] | None = None) -> None:
                          f"params.yaml's dry_run block, on the CPU (outputs: {DRY_RUN_ROOT}/<stem>.<profile>)")
     ap.add_argument("--data-root", help=f"where --dry-run writes and reads the stand-ins (default "
                                         f"{DRY_RUN_ROOT}/standins)")
+    ap.add_argument("--params", metavar="NAME", help="the params.yaml block to run (default: the notebook's "
+                    "stem); <stem>_<variant> runs the notebook as a variant into reports/<stem>_<variant>")
     args = ap.parse_args(argv)
+    if args.refresh and args.params:
+        _fail("--refresh runs the notebook's own defaults (the smoke profile) into its .ipynb; --params names a "
+              "params.yaml block for a profile run: pick one")
     if args.refresh and args.dry_run:
         _fail("--refresh runs the smoke defaults into the .ipynb; --dry-run runs a profile on stand-ins: "
               "pick one")
@@ -570,7 +584,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.refresh:
         refresh(source.resolve())
     else:
-        run_profile(source.resolve(), args.profile, args.out, dry_run=args.dry_run, data_root=args.data_root)
+        run_profile(source.resolve(), args.profile, args.out, dry_run=args.dry_run, data_root=args.data_root,
+                    block=args.params)
 
 
 if __name__ == "__main__":

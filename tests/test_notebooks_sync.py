@@ -84,6 +84,42 @@ def test_runner_rejects_an_unknown_profile(capsys):
     assert "profile 'no-such-profile' does not exist" in err and "choose one of" in err
 
 
+def test_runner_refuses_a_variant_not_named_after_its_notebook(capsys):
+    runner = _runner()
+    nb04 = ROOT / "notebooks" / "04_semantic_band.py"
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main([str(nb04), "--params", "05_gud_softness", "--out", "data/cache/never"])
+    assert exit_info.value.code == 1
+    assert "a variant of 04_semantic_band.py is named 04_semantic_band_<variant>" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        runner.main([str(nb04), "--params", "04_semantic_band_nosuch", "--out", "data/cache/never"])
+    assert "params.yaml has no block '04_semantic_band_nosuch'" in capsys.readouterr().err
+
+
+def test_every_params_block_is_a_notebook_or_a_variant_stage_of_one():
+    """A block not named after a notebook is `<stem>_<variant>`: its own DVC stage runs that notebook with
+    `--params <block>` into reports/<block>, and every profile of it suits the notebook's parameters cell."""
+    from gdmkit import companion
+
+    stems = {p.stem: p for p in NOTEBOOKS}
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    variants = [k for k, v in PARAMS.items() if isinstance(v, dict) and k != "dry_run" and k not in stems]
+    assert "04_semantic_band_digits" in variants
+    for name in variants:
+        owner = [s for s in stems if name.startswith(s + "_")]
+        assert len(owner) == 1, f"params.yaml block {name} is neither a notebook nor <notebook stem>_<variant>"
+        stage = stages.get(name)
+        assert stage and stage["cmd"] == (f"python scripts/run_notebook.py notebooks/{owner[0]}.py "
+                                          f"--params {name}"), f"dvc.yaml needs a stage {name} running it"
+        assert name in stage["params"] and f"notebooks/{owner[0]}.py" in stage["deps"]
+        assert all(next(iter(o)).startswith(f"reports/{name}/") for o in stage["outs"])
+        defaults = _defaults(jupytext.read(stems[owner[0]]))
+        assert set(PARAMS[name]) == set(PARAMS[owner[0]]), f"{name} needs the profiles of {owner[0]}"
+        for profile in PARAMS[name]:
+            got_profile, got = companion.profile_params(PARAMS, name, profile, defaults=defaults)
+            assert got_profile == profile and set(got) <= set(defaults), (name, profile)
+
+
 def test_runner_stops_on_a_missing_paper_dataset(capsys, monkeypatch, tmp_path):
     runner = _runner()
     monkeypatch.setattr(runner, "ROOT", tmp_path)  # an empty data root
