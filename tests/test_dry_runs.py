@@ -21,11 +21,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
-CASES = [(nb, prof) for nb in NOTEBOOKS for prof in ("paper", "gpu") if prof in PARAMS.get(nb, {})]
+# a variant (`<stem>_<variant>`: the same notebook, a params.yaml block and DVC stage of its own) runs too
+VARIANTS = {k: s for k in PARAMS if k not in NOTEBOOKS and k != "dry_run" for s in NOTEBOOKS
+            if k.startswith(s + "_")}
+CASES = [(nb, prof) for nb in [*NOTEBOOKS, *sorted(VARIANTS)] for prof in ("paper", "gpu")
+         if prof in PARAMS.get(nb, {})]
 
 
 def test_every_notebook_has_a_paper_profile_and_a_dry_run_block():
-    for nb in NOTEBOOKS:
+    for nb in [*NOTEBOOKS, *VARIANTS]:
         assert "paper" in PARAMS.get(nb, {}), f"params.yaml {nb} has no paper profile"
         assert nb in PARAMS.get("dry_run", {}), (f"params.yaml dry_run has no {nb} entry: add one shrinking its "
                                                  "budgets so its paper profile runs in CI")
@@ -98,9 +102,11 @@ def _expected_cost(case: tuple[str, str]) -> tuple[int, str]:
 
 
 def _dry_run(notebook: str, profile: str, root: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"notebooks/{notebook}.py",
-                           "--profile", profile, "--dry-run", "--data-root", str(root), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True)
+    source = VARIANTS.get(notebook, notebook)
+    variant = ["--params", notebook] if notebook in VARIANTS else []
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"notebooks/{source}.py",
+                           "--profile", profile, "--dry-run", "--data-root", str(root), "--out", str(out),
+                           *variant], cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")
