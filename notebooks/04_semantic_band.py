@@ -801,10 +801,12 @@ claims.report(f"Table 2, training: the high-frequency emphasis ({hi_train}) is t
 # cause lies in the model or its training (the control's two claims below). The smoke and gpu profiles run
 # the control; the laptop profile does not (its two trainings would take the stage about two minutes past
 # its four-minute budget), so there the data's degeneracy is tested only through the exact oracle of the
-# data's covariance below, which needs no training. Two suspects there need no
-# training: the encoder's step count (rows `GDM-F, 4 × nfe`) and the share of training times each band
-# gets (the second GDM-F, trained with the groups' intervals `train_boundaries[1]`, gives the first band
-# 70 % of the training times at the laptop profile instead of 20 %); the last claim reads them.
+# data's covariance below, which needs no training, and by the digits variant (real images at their native
+# 8 × 8, far from a five-dimensional set) as the data-side contrast. Two suspects need no training: the
+# encoder's step count (rows `GDM-F, 4 × nfe`) and the share of training times each band gets (the second
+# GDM-F, trained with the groups' intervals `train_boundaries[1]`, gives the first band 70 % of the training
+# times at the laptop profile instead of 20 %); the claim after the control reads them, where GDM-F's
+# encodings are off.
 #
 # The `oracle` rows above use a Gaussian diagonal in the basis, whose bands are independent. The rows
 # `oracle, data's covariance, …` encode samples of the Gaussian with the data's own mean and covariance
@@ -904,10 +906,14 @@ if control_noise > 0:  # the control, model by model: which part of the gap is t
                       f"{n}'s encoded latents are close to N(0, I) (same criterion, same budget)",
                       f"worst band: {ev(n + ', noisy data')} on the noisy data, {off[n]:.3g} on the shapes",
                       off[f"{n}, noisy data"] < 2, values={"noisy": off[f"{n}, noisy data"], "shapes": off[n]})
-claims.report("Remark 4.1: GDM-F's distance from N(0, I) is not the encoder's step count or the share of "
-              "training times a band gets (every suspect's worst band also off by more than 2×)", "; ".join(
-                  f"{label}: {ev(label)}" for label in suspects) + f"; GDM-F: {ev('GDM-F')}",
-              all(off[label] > 2 for label in suspects), values={label: off[label] for label in suspects})
+gdmf_off = off["GDM-F"] > 2  # the two claims below explain a distance; without one they have nothing to read
+if gdmf_off:
+    claims.report("Remark 4.1: GDM-F's distance from N(0, I) is not the encoder's step count or the share of "
+                  "training times a band gets (every suspect's worst band also off by more than 2×)", "; ".join(
+                      f"{label}: {ev(label)}" for label in suspects) + f"; GDM-F: {ev('GDM-F')}",
+                  all(off[label] > 2 for label in suspects), values={label: off[label] for label in suspects})
+else:
+    print(f"GDM-F's encodings are within 2× of the prior ({ev('GDM-F')}): no distance for the suspects to explain")
 
 # %%
 # the exact oracle of the data's Gaussian against the trained GDM-F, each at nfe and 4 × nfe
@@ -923,11 +929,12 @@ if run_cov:  # (else printed above: d too large for the full-covariance oracle)
     gain = {"exact oracle": off[o1] / off[o4], "trained GDM-F": off["GDM-F"] / off["GDM-F, 4 × nfe"]}
     if control_noise > 0:
         gain["trained GDM-F, noisy data"] = off["GDM-F, noisy data"] / off["GDM-F, noisy data, 4 × nfe"]
-    claims.report("Remark 4.1: 4 × nfe moves the trained GDM-F's encodings toward N(0, I) less than the exact "
-                  f"oracle's ({'data and noisy control' if control_noise > 0 else 'data'}): the learned flow, not "
-                  "the encoder's step count, keeps them off",
-                  "worst band off at nfe / at 4 × nfe: " + ", ".join(f"{k} {v:.3g}" for k, v in gain.items()),
-                  all(v < gain["exact oracle"] for k, v in gain.items() if k != "exact oracle"), values=gain)
+    if gdmf_off:
+        claims.report("Remark 4.1: 4 × nfe moves the trained GDM-F's encodings toward N(0, I) less than the "
+                      f"exact oracle's ({'data and noisy control' if control_noise > 0 else 'data'}): the learned "
+                      "flow, not the encoder's step count, keeps them off",
+                      "worst band off at nfe / at 4 × nfe: " + ", ".join(f"{k} {v:.3g}" for k, v in gain.items()),
+                      all(v < gain["exact oracle"] for k, v in gain.items() if k != "exact oracle"), values=gain)
 
 # %% [markdown]
 # ## Claims, metrics
