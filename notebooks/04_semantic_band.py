@@ -343,8 +343,8 @@ side = [n for n in train_schedules if n in (gdmf_name, "k = 1", f"{gdmf_name}, n
 wall["train"] = time.perf_counter()
 runs = dict(zip(side, companion.cached_train_many([train_job(n) for n in side], workers=train_workers,
                                                   device=device)))
-runs.update({n: companion.cached_train_many([train_job(n)], device=device)[0]
-             for n in train_schedules if n not in side})
+rest = [n for n in train_schedules if n not in side]
+runs.update(zip(rest, companion.cached_train_many([train_job(n) for n in rest], device=device)))
 wall["train"] = time.perf_counter() - wall["train"]
 trained = {name: runs[name].ema.to(device).eval() for name in train_schedules}
 history = [companion.history_frame(runs[name].history, model=name) for name in train_schedules]
@@ -424,6 +424,8 @@ claims.report(f"Fig. 4a: fixing more of the lowest components lowers the percept
                         for a, b in rises),
               mono["GDM-F"], all(metrics.separable((a[1], a[2]), (b[1], b[2])) for a, b in rises),
               values={"monotone_k1": mono["k = 1"]})
+
+# %%
 m_b = starts[0] if starts else ms[1]
 rel = {n: float(curve[n][curve[n]["m"] == m_b]["pv / pv(0)"].iloc[0]) if m_b in ms else float("nan")
        for n in codecs}
