@@ -18,6 +18,10 @@ tolerances, in this process, interleaved with gdmkit (``likelihood.log_likelihoo
   exact oracle of that Gaussian (exact divergence), against the closed form
   ``likelihood.gaussian_flow_log_likelihood`` — error in bits/dim — next to SciPy's RK45 at the same
   tolerance.
+- Time: gdmkit is timed with each of those solvers, and each timing record says whether that solver is at
+  least as accurate as SciPy on the oracle at the same schedule and tolerance (the issue's target is a time
+  ratio at no loss of accuracy; torchdiffeq's ``dopri5``, the library default, accepts larger steps than
+  SciPy's RK45 at the same tolerance). ``at_least_as_accurate/...`` records the fastest solver that is.
 - Exact divergence: one evaluation of the batched exact Jacobian trace (d = 256) against one Hutchinson
   probe, same network and batch.
 """
@@ -102,7 +106,8 @@ def _network(quick: bool, grf, sched, H):
 
 
 def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
-    """gdmkit vs SciPy (fused, two-call): time ratio, NFE, bits/dim agreement; accuracy on the oracle."""
+    """gdmkit (each solver of ``ORACLE_METHODS``) vs SciPy (fused, two-call): time ratio, NFE, bits/dim
+    agreement, and whether that solver is at least as accurate as SciPy's RK45 on the exact oracle."""
     torch.set_num_threads(torch.get_num_threads())
     grf, x, sched, B, H = _setup(quick)
     net = _network(quick, grf, sched, H)
@@ -111,7 +116,7 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
     dev = torch.device("cpu")
     out = []
     # (schedule, probes, tolerance): 1 probe at both tolerances on the plain schedule, App. B's s(t) and
-    # three probes at 1e-4 (each run of the full set is ~25 ODE solves of a batch of 64: minutes)
+    # three probes at 1e-4 (each run of the full set is ~35 ODE solves of a batch of 64: minutes)
     runs = ([("plain", 1, 1e-4), ("appB", 1, 1e-4)] if quick else
             [("plain", 1, 1e-4), ("plain", 1, 1e-5), ("plain", 3, 1e-4), ("appB", 1, 1e-4)])
     for sname, n_probes, tol in runs:
@@ -120,10 +125,14 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
         chi0 = path.to_chi(x)
         probes = (2.0 * torch.randint(0, 2, (n_probes, *chi0.shape), generator=torch.Generator()
                                       .manual_seed(2)) - 1.0)
-        res, st = {}, {k: {} for k in ("gdmkit", "scipy_fused", "scipy_two_call")}
+        acc = _oracle_accuracy(grf, x, path, tol)  # the same schedule and tolerance on the exact oracle
+        res, st = {}, {k: {} for k in (*ORACLE_METHODS, "scipy_fused", "scipy_two_call")}
 
-        def ours():
-            res["gdmkit"] = _ours(model, chi0, path, probes, tol, st["gdmkit"])
+        def ours(method):
+            def run():
+                res[method] = likelihood.log_likelihood(model, chi0, path, probes=probes, rtol=tol, atol=tol,
+                                                        method=method, stats=st[method])
+            return run
 
         def fused():
             res["scipy_fused"] = _scipy_log_likelihood(model, chi0, probes, rtol=tol, atol=tol,
@@ -132,21 +141,37 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
         def two():
             res["scipy_two_call"] = _scipy_log_likelihood(model, chi0, probes, rtol=tol, atol=tol,
                                                           fused=False, stats=st["scipy_two_call"])
-        t = interleaved({"gdmkit": ours, "scipy_fused": fused, "scipy_two_call": two}, 1, dev)
+        t = interleaved({**{m: ours(m) for m in ORACLE_METHODS}, "scipy_fused": fused, "scipy_two_call": two},
+                        1, dev)
         if not t:
             continue
         bpd = {k: -v.double() / (d * LN2) for k, v in res.items()}
         tag = f"{sname}/probes={n_probes}/tol={tol:g}/B={B}/{H}x{H}"
-        out.append(record(f"likelihood_time_ratio_vs_scipy_fused/{tag}", t["gdmkit"] / t["scipy_fused"],
-                          "ratio", dev, target=0.8, network=net_name, gdmkit_s=t["gdmkit"],
-                          scipy_fused_s=t["scipy_fused"],
-                          scipy_two_call_s=t["scipy_two_call"],
-                          ratio_vs_two_call=t["gdmkit"] / t["scipy_two_call"],
-                          nfe_gdmkit=st["gdmkit"]["nfe"], nfe_scipy_fused=st["scipy_fused"]["nfe"],
-                          nfe_scipy_two_call=st["scipy_two_call"]["nfe"],
-                          bpd_gdmkit=float(bpd["gdmkit"].mean()),
-                          bpd_scipy_fused=float(bpd["scipy_fused"].mean()),
-                          max_abs_bpd_diff_vs_fused=float((bpd["gdmkit"] - bpd["scipy_fused"]).abs().max())))
+        for m in ORACLE_METHODS:
+            out.append(record(f"likelihood_time_ratio_vs_scipy_fused/{m}/{tag}", t[m] / t["scipy_fused"],
+                              "ratio", dev, target=0.8, method=m, network=net_name,
+                              target_means="time ratio <= 0.8 with an oracle error at most SciPy's",
+                              as_accurate_as_scipy=acc[m]["error"] <= acc["scipy"]["error"],
+                              oracle_abs_error_bpd=acc[m]["error"],
+                              scipy_oracle_abs_error_bpd=acc["scipy"]["error"],
+                              gdmkit_s=t[m], scipy_fused_s=t["scipy_fused"], scipy_two_call_s=t["scipy_two_call"],
+                              ratio_vs_two_call=t[m] / t["scipy_two_call"],
+                              nfe_gdmkit=st[m]["nfe"], nfe_scipy_fused=st["scipy_fused"]["nfe"],
+                              nfe_scipy_two_call=st["scipy_two_call"]["nfe"],
+                              bpd_gdmkit=float(bpd[m].mean()), bpd_scipy_fused=float(bpd["scipy_fused"].mean()),
+                              max_abs_bpd_diff_vs_fused=float((bpd[m] - bpd["scipy_fused"]).abs().max())))
+        # the issue's target in one number: the fastest solver that is at least as accurate as SciPy on the
+        # oracle; where none is, the most accurate one, flagged
+        mine = out[-len(ORACLE_METHODS):]
+        ok = [r for r in mine if r["as_accurate_as_scipy"]]
+        best = min(ok, key=lambda r: r["value"]) if ok else min(mine, key=lambda r: r["oracle_abs_error_bpd"])
+        out.append(record(f"likelihood_time_ratio_vs_scipy_fused/at_least_as_accurate/{tag}", best["value"],
+                          "ratio", dev, target=0.8, method=best["method"], as_accurate_as_scipy=bool(ok),
+                          target_means="the fastest gdmkit solver whose oracle error is at most SciPy's (none: "
+                                       "the most accurate one, as_accurate_as_scipy false)",
+                          oracle_abs_error_bpd=best["oracle_abs_error_bpd"],
+                          scipy_oracle_abs_error_bpd=best["scipy_oracle_abs_error_bpd"],
+                          nfe_gdmkit=best["nfe_gdmkit"], nfe_scipy_fused=best["nfe_scipy_fused"]))
     # exact divergence (batched backward passes) against one Hutchinson probe, one evaluation
     path = paths.DiagonalPath(grf.basis, sched["plain"], target="eps")
     model = path.denoiser(net)
@@ -169,33 +194,39 @@ def bench_likelihood(quick: bool, interleaved, record) -> list[dict]:
 ORACLE_METHODS = ("dopri5", "rk45", "tsit5")
 
 
+def _oracle_accuracy(grf, x, path, tol) -> dict:
+    """Each gdmkit solver and SciPy's RK45 on the exact oracle of ``grf`` (exact divergence) along
+    ``path`` at rtol = atol = ``tol``: {method or "scipy": {"error": max |error| in bits/dim
+    against the closed form, "nfe": network evaluations}}."""
+    d = x[0].numel()
+    oracle = grf.denoiser(path)
+    exact = likelihood.gaussian_flow_log_likelihood(grf, path, x).ode
+    st_s = {}
+    ls = _scipy_log_likelihood(oracle, path.to_chi(x), None, rtol=tol, atol=tol, exact=True, stats=st_s)
+    out = {"scipy": {"error": float((ls.double() - exact).abs().max() / (d * LN2)), "nfe": st_s["nfe"]}}
+    for method in ORACLE_METHODS:
+        st_o = {}
+        lo = likelihood.log_likelihood(oracle, path.to_chi(x), path, divergence="exact", rtol=tol, atol=tol,
+                                       method=method, stats=st_o)
+        out[method] = {"error": float((lo.double() - exact).abs().max() / (d * LN2)), "nfe": st_o["nfe"]}
+    return out
+
+
 def bench_likelihood_accuracy(quick: bool, record) -> list[dict]:
     """Each gdmkit solver on the exact oracle (exact divergence) against the closed form, next to SciPy's
     RK45 at the same tolerance: error in bits/dim and network evaluations."""
     grf, x, sched, B, H = _setup(quick)
-    d = x[0].numel()
     dev = torch.device("cpu")
     out = []
     for sname, sc in sched.items():
         path = paths.DiagonalPath(grf.basis, sc, target="eps")
-        oracle = grf.denoiser(path)
-        exact = likelihood.gaussian_flow_log_likelihood(grf, path, x).ode
         for tol in ([1e-4] if quick else [1e-4, 1e-5]):
-            st_s = {}
-            ls = _scipy_log_likelihood(oracle, path.to_chi(x), None, rtol=tol, atol=tol, exact=True, stats=st_s)
-            err_s = float((ls.double() - exact).abs().max() / (d * LN2))
+            acc = _oracle_accuracy(grf, x, path, tol)
+            err_s = acc["scipy"]["error"]
             for method in ORACLE_METHODS:
-                st_o = {}
-                lo = likelihood.log_likelihood(oracle, path.to_chi(x), path, divergence="exact", rtol=tol,
-                                               atol=tol, method=method, stats=st_o)
-                err = float((lo.double() - exact).abs().max() / (d * LN2))
                 out.append(record(f"likelihood_oracle_abs_error_bpd/{method}/{sname}/tol={tol:g}/B={B}/{H}x{H}",
-                                  err, "bits/dim", dev, target=err_s, scipy_abs_error_bpd=err_s,
+                                  acc[method]["error"], "bits/dim", dev, target=err_s,
+                                  scipy_abs_error_bpd=err_s,
                                   target_means="at most the SciPy RK45 error at the same tolerance",
-                                  nfe_gdmkit=st_o["nfe"], nfe_scipy=st_s["nfe"], method=method))
+                                  nfe_gdmkit=acc[method]["nfe"], nfe_scipy=acc["scipy"]["nfe"], method=method))
     return out
-
-
-def _ours(model, chi0, path, probes, tol, stats):
-    """gdmkit's log_likelihood with the same probes as the SciPy runs."""
-    return likelihood.log_likelihood(model, chi0, path, probes=probes, rtol=tol, atol=tol, stats=stats)
