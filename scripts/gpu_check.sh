@@ -18,15 +18,26 @@
 #              the paper U-Net under inductor with and without fullgraph) and the bases on CUDA
 #   2. bench   benchmarks/run.py groups cuda (paper U-Net training images/s: fp32, bf16, compile,
 #              bf16 + compile), throughput (gdmkit's step next to torchcfm's, k = 1 and k = 4 DCT), sampling
-#   3. notebook  not run: papermill and the Jupyter kernel are not on the GPU machine (see the closing notes
-#              of issue 15); the gpu profile's code path runs on the CPU in tests/test_dry_runs.py.
+#   3. (alone, as a second command)  bash scripts/gpu_check.sh --notebook notebooks/NN_x.py [PROFILE]
+#              one notebook at the gpu profile (default) through scripts/run_notebook.py, its output folder as
+#              $OUT/<stem>.<profile>.tgz; the Jupyter stack it needs (papermill, ipykernel, ...) comes from
+#              .gpu/wheels too. A gpu-profile notebook takes about ten minutes: one per lent session.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# what the GPU machine's image lacks (read off its package list, 2026-11): the training benchmark's baseline,
+# and the Jupyter stack that scripts/run_notebook.py executes notebooks with
+BASELINE="pot==0.9.5 torchcfm==1.0.7"
+JUPYTER="papermill jupytext nbval nbclient nbformat ipykernel ipython ipython-pygments-lexers jupyter-client
+  jupyter-core pyzmq tornado traitlets comm debugpy entrypoints fastjsonschema jsonschema
+  jsonschema-specifications referencing rpds-py jedi parso pexpect ptyprocess prompt-toolkit wcwidth pure-eval
+  stack-data executing asttokens matplotlib-inline mdit-py-plugins nest-asyncio2 platformdirs tenacity tzdata"
 if [ "${1:-}" = "--wheels" ]; then  # the device's python3 is CPython 3.12 on x86-64 Linux
   mkdir -p .gpu/wheels
-  exec python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-    --platform manylinux2014_x86_64 --implementation cp --abi cp312 "pot==0.9.5" "torchcfm==1.0.7" -d .gpu/wheels
+  # shellcheck disable=SC2086
+  exec python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --abi cp312 --abi abi3 --abi none --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+    --platform any $BASELINE $JUPYTER -d .gpu/wheels
 fi
 
 OUT=${OUT:-/tmp/gpu_check}
@@ -57,6 +68,15 @@ step() {  # step NAME SECONDS CMD...: run CMD under a time limit, output into lo
   echo "$name: exit $rc after $((SECONDS - t0)) s (limit $limit s)" | tee -a "$OUT/summary.txt"
 }
 
+if [ "${1:-}" = "--notebook" ]; then
+  nb=${2:?usage: gpu_check.sh --notebook notebooks/NN_x.py [profile]}
+  profile=${3:-gpu}
+  stem=$(basename "$nb" .py)
+  step "notebook_$stem" 590 python3 scripts/run_notebook.py "$nb" --profile "$profile" --out "/tmp/gpu_nb/$stem"
+  tar czf "$OUT/$stem.$profile.tgz" -C /tmp/gpu_nb "$stem" 2>> "$OUT/log.txt"
+  cat "$OUT/summary.txt"
+  exit 0
+fi
 step tests 240 python3 -m pytest -q -p no:cacheprovider -rs tests/test_devices.py "tests/test_bases.py::test_cuda_matches_cpu"
 step bench_cuda 200 python3 benchmarks/run.py --only cuda --out "$OUT/bench_cuda.json"
 step bench_throughput 100 python3 benchmarks/run.py --only throughput --out "$OUT/bench_throughput.json"
