@@ -366,6 +366,8 @@ floor = quality(y_test[torch.randperm(len(y_test),
 grid = gud.warped_grid(em_steps, power)
 check_method = "rk45" if ode_method != "rk45" else "dopri5"  # the second solver of the resolution check
 bpd_kw = dict(bins=levels, data_range=levels * 2.0 / (levels - 1))
+
+# %%
 rows, samples = [], {}
 for prior, (basis, g) in prior_basis.items():
     net = trained[f"fig3 {prior}"]
@@ -402,6 +404,8 @@ for prior, (basis, g) in prior_basis.items():
                      "quality_std": float(np.std(q, ddof=1)) if n_runs > 1 else 0.0})
         if a == 1.0:
             samples[f"{prior}, a = 1"] = x[:n_show]
+
+# %%
 fig3 = pd.DataFrame(rows)
 fig3["endpoint part"] = fig3["nll_oracle"] - fig3["nll_gaussian"]
 fig3["learning part"] = fig3["nll"] - fig3["nll_oracle"]
@@ -446,6 +450,8 @@ claims.report("Fig. 3, by the median over the test digits (insensitive to the fe
               + " bits/dim (unwhitened vs whitened; decided where the gap exceeds the two solvers' spread)",
               bool((med_u < med_w).all()), bool(((med_u - med_w).abs() > med_sp).all()),
               values={"unwhitened": med_u.tolist(), "whitened": med_w.tolist()})
+
+# %%
 q_u, q_w = f3["unwhitened"]["quality"], f3["whitened"]["quality"]
 qs_u, qs_w = f3["unwhitened"]["quality_std"], f3["whitened"]["quality_std"]
 claims.report("Fig. 3: the whitened model has the better sample quality (at every a evaluated)",
@@ -462,6 +468,8 @@ claims.report("Fig. 3: a = 1 (standard diffusion) is near the NLL optimum of the
               f"best a = {a_best:g} ({nll_u[a_best]:.3f} bits/dim), a = 1: {nll_u[1.0]:.3f}",
               abs(a_best - 1.0) <= step, any(abs(a - 1.0) > step for a in a_grid),  # decidable: it could fail
               values={"best_a": a_best})
+
+# %%
 ep = {p: (float(f3[p]["endpoint part"].max() - f3[p]["endpoint part"].min()),
           float(f3[p]["learning part"].max() - f3[p]["learning part"].min())) for p in prior_basis}
 claims.report("The split: over the a grid, the learning part of the NLL varies more than the endpoint part",

@@ -285,6 +285,8 @@ report.figure(extension_plots.sweep_map(sweep, "spectrum_error", L, floor=sweep_
                                         title="k × b sweep, exact oracle: spectral log-error of the strips"),
               "sweep")
 print(sweep.round(3).to_string(index=False))
+
+# %%
 feas = sweep[sweep.feasible]
 far, near = sweep[sweep.gap_appended >= 7.0], sweep[~sweep.feasible & (sweep.gap_appended <= 3.5)]
 if len(feas) and len(far):
@@ -630,6 +632,8 @@ for (src, b), mdl in models_rec.items():
     if (src, b) == ("field", ext_b):
         frozen = extension.kept_columns(pb.schedule, recon_t)
         frozen_ok = torch.allclose(outs[(src, b)][0][..., frozen], noised[..., frozen], atol=1e-5)
+
+# %%
 recon_rows = []
 for (src, b), out in outs.items():
     if b == 0:
@@ -649,6 +653,8 @@ recon = pd.DataFrame(recon_rows)
 report.table(recon, "reconstruction")
 report.figure(extension_plots.reconstructions(panels, kept), "fig8_reconstruction")
 print(recon.round(3).to_string(index=False))
+
+# %%
 claims.check("Fig. 8: under the column schedule the columns frozen at t never move while the rest is "
              "regenerated (exact oracle: reconstruction = the noised image there)",
              f"{int(frozen.sum())} of {L} columns frozen at t = {recon_t}; equal to the noised input: "
