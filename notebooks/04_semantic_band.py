@@ -718,12 +718,16 @@ for a, b_tr in enumerate(train_boundaries):
             x = sampling.generate(path, net, n_eval_table2, grid, solver=sampling.heun, latents=z,
                                   device=device)
             q2[a, c, r] = quality(x.cpu()).value
+
+# %%
 k1_q = []
 for r in range(n_runs):
     z = torch.randn((n_eval_table2, *shape), generator=torch.Generator().manual_seed(seed + 2000 + r))
     k1_q.append(quality(codecs["k = 1"].decode(z).cpu()).value)
 floor2 = [quality(x_data[torch.randperm(len(x_data), generator=torch.Generator().manual_seed(seed + 500 + r))
                          [:n_eval_table2]]).value for r in range(n_runs)]
+
+# %%
 ds_t2 = xr.Dataset({"quality": (("train", "generation", "run"), q2.numpy()),
                     "k1": (("run",), k1_q), "floor": (("run",), floor2)},
                    coords={"train": rows_t2, "generation": cols_t2, "run": list(range(n_runs))},
@@ -761,6 +765,8 @@ claims.report(f"Table 2: emphasising high frequencies in training ({hi_train}) a
               f"{cells[best_cell][1]:.2g} ({quality.name}, {n_runs} runs, compared run by run)",
               best_cell == (hi_train, lo_gen), paired((hi_train, lo_gen), rival),
               values={"cell": cells[(hi_train, lo_gen)][0], "best": cells[best_cell][0]})
+
+# %%
 # the two halves of the paper's finding, each within the other's rows / columns
 gen_rival = {r: min((c for c in cols_t2 if c != lo_gen), key=lambda c: cells[(r, c)][0]) for r in rows_t2}
 gen_wins = [min(cols_t2, key=lambda c: cells[(r, c)][0]) == lo_gen for r in rows_t2]

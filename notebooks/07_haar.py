@@ -531,6 +531,8 @@ claims.report("the NLL of the network trained over a, b ∈ [0.3, 0.7] depends o
               abs(float(diff.mean())) > max(2 * sem(diff), 2 * solver_err, spread_g), len(grid) > 1,
               values={"best": float(per_image["data", best].mean()),
                       "worst": float(per_image["data", worst].mean())})
+
+# %%
 d_std = per_image["data", best] - per_image["data", "standard"]
 claims.report("the best (a, b) of the Haar ⊗ column family beats the standard-diffusion network trained with "
               "the same budget", f"best − standard = {float(d_std.mean()):.4f} ± {sem(d_std):.4f} bits/dim "
