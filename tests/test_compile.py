@@ -15,8 +15,12 @@ def _paper_unet(**kw):
     """The paper preset's architecture (4 levels, 4 ResBlocks, attention at 16x16) at a CPU width, with
     its zero-initialised output layers randomised so that output and gradients are not trivially 0."""
     torch.manual_seed(0)
-    net = nets.unet_preset("paper", 3, 32, base_channels=8, dropout=0.0, **kw)
-    g = torch.Generator().manual_seed(1)
+    return randomize_zero_layers(nets.unet_preset("paper", 3, 32, base_channels=8, dropout=0.0, **kw))
+
+
+def randomize_zero_layers(net, seed: int = 1):
+    """``net`` with its zero-initialised tensors (the output layers) drawn from 0.05·N(0, 1), in place."""
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in net.parameters():
             if not p.any():

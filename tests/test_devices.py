@@ -17,6 +17,7 @@ import torch
 from gdmkit import bases, groupings, likelihood, nets, paths, sampling, schedules
 from gdmkit.checkpoint import load_trained
 from gdmkit.train import TrainConfig, train
+from test_compile import randomize_zero_layers
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SHAPE = (3, 8, 8)
@@ -25,13 +26,7 @@ SHAPE = (3, 8, 8)
 def _net():
     """A smoke U-Net whose zero-initialised output layers are randomised (outputs and gradients not 0)."""
     torch.manual_seed(0)
-    net = nets.unet_preset("smoke", SHAPE[0], SHAPE[1], dropout=0.0)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in net.parameters():
-            if not p.any():
-                p.copy_(0.05 * torch.randn(p.shape, generator=g))
-    return net
+    return randomize_zero_layers(nets.unet_preset("smoke", SHAPE[0], SHAPE[1], dropout=0.0))
 
 
 def _path():
