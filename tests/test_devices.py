@@ -17,7 +17,7 @@ import torch
 from gdmkit import bases, groupings, likelihood, nets, paths, sampling, schedules
 from gdmkit.checkpoint import load_trained
 from gdmkit.train import TrainConfig, train
-from test_compile import randomize_zero_layers
+from test_compile import _fwd_bwd, _paper_unet, randomize_zero_layers
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SHAPE = (3, 8, 8)
@@ -36,11 +36,9 @@ def _path():
                                                                                            [8])))
 
 
-def _close(device):
-    """Bitwise on the CPU (training is reproducible there); on CUDA up to bf16 and atomics' reordering."""
-    if device == "cpu":
-        return dict(rtol=0, atol=0)
-    return dict(rtol=2e-2, atol=2e-3)
+#: resumed against uninterrupted: bitwise on the CPU (training is reproducible there), on CUDA up to bf16 and
+#: the reordering of atomic additions
+_RESUMED = {"cpu": dict(rtol=0, atol=0), "cuda": dict(rtol=2e-2, atol=2e-3)}
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -57,9 +55,9 @@ def test_bf16_channels_last_training_resumes_from_its_checkpoint_as_if_uninterru
         rest = train(loss, _net(), x, TrainConfig(steps=6, **cfg), tmp_path / "split", device=device,
                      progress=False)
     assert first.step == 3 and rest.resumed_from == 3 and rest.step == whole.step == 6
-    assert [p.device.type for p in rest.net.parameters()][0] == device
+    assert next(rest.net.parameters()).device.type == device
     for a, b in zip(whole.ema.state_dict().values(), rest.ema.state_dict().values()):
-        torch.testing.assert_close(b, a, **_close(device))
+        torch.testing.assert_close(b, a, **_RESUMED[device])
     # the checkpoint written on the device loads (verified) on the CPU, with the EMA weights of the run
     loaded = load_trained(tmp_path / "split", device="cpu")
     for a, b in zip(rest.ema.state_dict().values(), loaded.ema.state_dict().values()):
@@ -98,8 +96,6 @@ def test_sampler_and_likelihood_in_float32_on_the_device_agree_with_float64_on_t
 @pytest.mark.parametrize("conditioning", ["channels", "cross_attention"])
 @pytest.mark.parametrize("fullgraph", [False, True])
 def test_inductor_compiled_paper_unet_matches_eager_on_cuda(conditioning, fullgraph):
-    from test_compile import _fwd_bwd, _paper_unet
-
     kw = {} if conditioning == "channels" else {"state_conditioning": "cross_attention",
                                                  "position_labels": torch.rand(1, 3, 32, 32)}
     net = _paper_unet(**kw).cuda()
