@@ -299,7 +299,9 @@ claims.check("§4.4: for Gaussian data with the whitened prior every marginal is
 # each); Fig. 5's draw (r, a) ∈ [0, 1] × `a_range` (Fourier, unwhitened). The two U-Nets of the
 # conditioning comparison share the family, the data, the steps, the batches and the optimiser; they differ
 # only in how γ enters (input channels vs App. A's cross-attention). Adam with a linear learning-rate decay,
-# EMA weights for evaluation.
+# EMA weights for evaluation. Every network embeds App. B's time proxy (1/d) Σ_i γ_i at the schedule's
+# `summary_scale`, 1: the proxy spans 10 or more, and the scale 1000 that suits t ∈ [0, 1] would make the
+# network oscillate in t, so that each likelihood below took several times more ODE evaluations.
 
 # %%
 unet_kw = {} if base_channels is None else {"base_channels": base_channels}
@@ -311,18 +313,19 @@ labels_k = conditioning.position_labels(fourier, "frequency")  # |k|, App. A's l
 jobs, labels = {}, {}  # trained-model name -> TrainJob, loss-curve label
 for prior, (basis, _) in prior_basis.items():
     torch.manual_seed(seed)
-    net = (nets.MLP(D, mlp_hidden, mlp_depth) if fig3_net == "mlp"
-           else nets.unet_preset(fig3_net, C, image_size, **unet_kw))
-    jobs[f"fig3 {prior}"] = companion.TrainJob(
-        _path(basis, fams[prior].member(a=1.0)).loss_fn(schedule_sampler=fams[prior]), net, x_train,
-        _cfg(fig3_steps))
+    path_ = _path(basis, fams[prior].member(a=1.0))
+    net = nets.make_net(fig3_net, shape, hidden=mlp_hidden, depth=mlp_depth,
+                        emb_scale=path_.schedule.summary_scale, **unet_kw)
+    jobs[f"fig3 {prior}"] = companion.TrainJob(path_.loss_fn(schedule_sampler=fams[prior]), net, x_train,
+                                               _cfg(fig3_steps))
     labels[f"fig3 {prior}"] = f"fig3 {prior} ({fig3_net})"
 for mode, name in COND.items():
     torch.manual_seed(seed)
-    net = nets.unet_preset(unet, C, image_size, **unet_kw, state_conditioning=mode, mixer_width=mixer_width,
-                           mixer_depth=mixer_depth, position_labels=labels_k if mode != "channels" else None)
-    jobs[mode] = companion.TrainJob(_path(fourier, fam5.member(a=1.0, r=0.0)).loss_fn(schedule_sampler=fam5),
-                                    net, g_train, _cfg(fig5_steps))
+    path_ = _path(fourier, fam5.member(a=1.0, r=0.0))
+    net = nets.unet_preset(unet, C, image_size, **unet_kw, emb_scale=path_.schedule.summary_scale,
+                           state_conditioning=mode, mixer_width=mixer_width, mixer_depth=mixer_depth,
+                           position_labels=labels_k if mode != "channels" else None)
+    jobs[mode] = companion.TrainJob(path_.loss_fn(schedule_sampler=fam5), net, g_train, _cfg(fig5_steps))
     labels[mode] = f"fig5 {name}"
 wall["train"] = time.perf_counter()
 runs = companion.cached_train_many(jobs.values(), workers=train_workers, device=device)

@@ -402,8 +402,9 @@ unet_kw = {} if base_channels is None else {"base_channels": base_channels}
 wall["train"] = time.perf_counter()
 for (src, b, tgt), xs in runs.items():
     torch.manual_seed(seed)
-    net = nets.unet_preset(unet, 1, L, **unet_kw)
-    run = companion.cached_train(column_path(b, tgt).loss_fn(), net, xs, cfg, device=device)
+    path_ = column_path(b, tgt)
+    net = nets.unet_preset(unet, 1, L, emb_scale=path_.schedule.summary_scale, **unet_kw)
+    run = companion.cached_train(path_.loss_fn(), net, xs, cfg, device=device)
     nets_[(src, b, tgt)] = run.ema.to(device).eval()
     history.append(companion.history_frame(run.history, model=f"{src}, b = {b:g}, {tgt}"))
 wall["train"] = time.perf_counter() - wall["train"]

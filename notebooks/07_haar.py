@@ -423,7 +423,7 @@ unet_kw = {} if net == "mlp" or base_channels is None else {"base_channels": bas
 def haar_job(loss, xs):
     torch.manual_seed(seed)  # the same initial weights for every network
     return companion.TrainJob(loss, nets.make_net(net, shape, hidden=hidden, depth=depth, emb_dim=emb_dim,
-                                                  **unet_kw), xs, cfg)
+                                                  emb_scale=std_path.schedule.summary_scale, **unet_kw), xs, cfg)
 
 
 cases = [(kind, name) for kind in train_data for name in losses]

@@ -24,10 +24,10 @@ How it is integrated:
   SciPy's RK45) are :mod:`gdmkit.ode`'s; every other name is torchdiffeq's. The default, torchdiffeq's
   "dopri5", estimates the error with Shampine's weights and takes larger steps at the same tolerance: on
   the exact oracle of ``benchmarks/likelihood_bench.py`` (a Gaussian random field, 16×16) its error at
-  1e-4 is 3.7× RK45's, at 0.6–0.85× RK45's evaluations on that benchmark's trained U-Net; "tsit5" is the
-  most accurate at 1e-5 on the oracle (as cheap as RK45 there) but takes 4–6× RK45's evaluations on the
-  trained U-Net (about 60 accepted steps against 10)
-  (``reports/benchmarks.json``, groups ``likelihood`` and ``likelihood_accuracy``).
+  1e-4 is 3.7× RK45's, at 0.86–1× RK45's evaluations on that benchmark's trained U-Net; "tsit5" is the
+  most accurate at 1e-5 on the oracle and takes 1.1–1.4× RK45's evaluations on the trained U-Net
+  (``reports/benchmarks.json``, groups ``likelihood`` and ``likelihood_accuracy``). What a network costs
+  the solver depends on its time embedding: see ``GammaSchedule.summary_scale``.
   ``stats`` receives the number of network evaluations.
 """
 from __future__ import annotations

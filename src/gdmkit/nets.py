@@ -109,7 +109,8 @@ class MLP(nn.Module):
     emb_dim : int
         Width of the sinusoidal embedding of ``summary``.
     emb_scale : float
-        ``scale`` of :func:`sinusoidal_embedding`.
+        ``scale`` of :func:`sinusoidal_embedding`: use the schedule's ``summary_scale`` (1000 for t in
+        [0, 1], 1 for a ``GammaSchedule``'s (1/d) Σ_i γ_i).
     """
 
     def __init__(
@@ -263,7 +264,8 @@ class UNet(nn.Module):
     mid_attention : bool
         Self-attention in the middle block (DDPM: yes).
     emb_scale : float
-        ``scale`` of :func:`sinusoidal_embedding`.
+        ``scale`` of :func:`sinusoidal_embedding`: use the schedule's ``summary_scale`` (1000 for t in
+        [0, 1], 1 for a ``GammaSchedule``'s (1/d) Σ_i γ_i).
     state_conditioning : {"channels", "cross_attention"}
         γ as input channels (GUD App. B's NCSN++ variant), or App. A's conditioning: γ with
         ``position_labels`` (L, *event_shape) through MLP-Mixer layers (``mixer_width``, ``mixer_depth``),
@@ -438,13 +440,14 @@ def unet_preset(name: str, channels: int, image_size: int, **overrides) -> UNet:
 
 
 def make_net(kind: str, event_shape: Sequence[int], *, hidden: int = 256, depth: int = 4, emb_dim: int = 64,
-             **unet_overrides) -> nn.Module:
+             emb_scale: float = 1000.0, **unet_overrides) -> nn.Module:
     """A network for data of ``event_shape``: ``kind="mlp"`` (any shape, flattened) or a U-Net preset
-    name ("smoke", "laptop", "paper") for images (C, H, W); square images only for the U-Net."""
+    name ("smoke", "laptop", "paper") for images (C, H, W); square images only for the U-Net.
+    ``emb_scale``: the time embedding's, for either kind (the schedule's ``summary_scale``)."""
     if kind == "mlp":
-        return MLP(math.prod(event_shape), hidden, depth, emb_dim)
+        return MLP(math.prod(event_shape), hidden, depth, emb_dim, emb_scale)
     if len(event_shape) != 3 or event_shape[1] != event_shape[2]:
         raise ValueError(f"a U-Net needs square images (C, H, H), got event shape {tuple(event_shape)}; "
                          "use kind='mlp' for other shapes")
-    return unet_preset(kind, event_shape[0], event_shape[1], **unet_overrides)
+    return unet_preset(kind, event_shape[0], event_shape[1], emb_scale=emb_scale, **unet_overrides)
 

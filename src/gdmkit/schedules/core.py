@@ -86,6 +86,11 @@ class Schedule(torch.nn.Module):
 
     event_shape: tuple[int, ...]
 
+    #: the ``emb_scale`` that suits :meth:`summary` in a network's sinusoidal time embedding
+    #: (``nets.MLP``, ``nets.UNet``, ``nets.make_net``): 1000 for a summary in [0, 1] such as t (DDPM's
+    #: step range); :class:`~gdmkit.schedules.GammaSchedule` overrides it
+    summary_scale: float = 1000.0
+
     def marginal(self, t: Tensor, side: str = "left") -> Marginal:
         raise NotImplementedError
 

@@ -97,7 +97,17 @@ class GammaSchedule(Schedule):
     γ_i depends on t and its own component i alone implements ``_gamma_b(tb, side)`` instead, on times
     tb that broadcast against event_shape: then :meth:`gamma` views (B,) times as (B, 1, ..., 1) and
     :meth:`gamma_diagonal` evaluates every component at its own time in one pass.
+
+    ``summary_scale`` is 1: GUD App. B starts NCSN++'s positional embedding from the time proxy
+    (1/d) Σ_i γ_i instead of t and states no rescaling. The proxy spans γ̃_noise − γ̃_denoise +
+    a (l_max − l_min), 10 or more, so the scale of 1000 that suits t in [0, 1] would make the embedding,
+    and with it the network's output, oscillate in t (phases up to ~10⁴ radians). An adaptive likelihood
+    solve at rtol = 1e-5 then took 572 network evaluations instead of 86, at the same held-out loss (the
+    laptop U-Net on the ``likelihood`` benchmark's 16×16 field, 300 training steps; 440 against 86 after
+    1200).
     """
+
+    summary_scale: float = 1.0
 
     def gamma(self, t: Tensor, side: str = "left") -> tuple[Tensor, Tensor]:
         if type(self)._gamma_b is GammaSchedule._gamma_b:
