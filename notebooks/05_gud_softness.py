@@ -345,10 +345,11 @@ print({k: nets.count_parameters(v) for k, v in trained.items()})
 # - the NLL of the first `n_nll_check` of those digits by a second solver at the same tolerance
 #   (`nll_check`, next to `nll_check_ref`, the first solver on the same digits: `check_method`, Dormand–Prince
 #   with the standard error estimate of SciPy's RK45, next to `ode_method`; GUD itself used Tsitouras' 5(4)
-#   pair, "tsit5", the paper profile's choice, about 3× the cost of either here). Where the two means
-#   differ by more than their standard error, the tolerance does not resolve the mean: a few digits whose
-#   ODE is nearly stiff (`nll_max`, the worst digit) dominate it, and the median (`nll_median`) is the
-#   number to compare;
+#   pair, "tsit5", the paper profile's choice, 1.1–1.4× RK45's evaluations on the likelihood benchmark's
+#   U-Net). Where the two means differ by more than their standard error, the tolerance does not resolve
+#   the mean. Where they agree, a mean far above the median is the model's own: a few digits to which it
+#   gives a very low density (`nll_max`, the worst digit) dominate it, and the median (`nll_median`) is
+#   the number to compare;
 # - the same on `n_nll` training digits (`nll_train`): the test − train gap is the part of the learning part
 #   that is generalisation (1437 training digits), not fit;
 # - the exact oracle's NLL on the same digits (the fitted Gaussian's NLL plus the endpoint part);
