@@ -116,3 +116,23 @@ def test_patch_statistics_zero_against_itself_and_errors():
         st.patch_statistics(x, x[..., :4])
     with pytest.raises(ValueError, match="does not fit"):
         st.crop_covariance(torch.ones(4, 4), (5, 2))
+
+
+@pytest.mark.parametrize("size, n_bins", [((16, 16), None), ((32, 32), None), ((16, 32), None), ((7, 9), 3),
+                                          ((5, 12), None)])
+def test_radial_bins_are_exact_at_the_bin_edges(size, n_bins):
+    """Each frequency's bin ⌊n_bins |f| / |f|max⌋ in exact rational arithmetic (math.isqrt), including the
+    frequencies that lie exactly on an edge (at 16×16, e.g. (1, 1) at |f| / |f|max · 8 = 1), where a
+    floating-point floor depends on the CPU's last bit."""
+    h, w = size
+    nb = n_bins or max(h, w) // 2
+    ky = [k if k < (h + 1) // 2 else k - h for k in range(h)]
+    kx = [k if k < (w + 1) // 2 else k - w for k in range(w)]
+    N = [[a * a * w * w + b * b * h * h for b in kx] for a in ky]
+    n_max = max(max(row) for row in N)
+    want = torch.tensor([[min(math.isqrt(nb * nb * n // n_max), nb - 1) for n in row] for row in N])
+    got = st.radial_bins(size, n_bins)
+    assert got.dtype == torch.int64 and torch.equal(got, want)
+    if size == (16, 16):
+        on_edge = sum(math.isqrt(nb * nb * n // n_max) ** 2 * n_max == nb * nb * n for row in N for n in row)
+        assert on_edge == 38 and int(got[1, 1]) == 1
