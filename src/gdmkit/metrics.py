@@ -112,10 +112,11 @@ def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> fl
 def frechet_distance_to(f: Tensor, mu: Tensor, cov: Tensor) -> float:
     """``frechet_distance(*feature_stats(f), mu, cov)`` for samples f (N, F), in the samples' span when N ≤ F.
 
-    With A = (f − f̄)/√(N − 1) (N × F) the samples' covariance is Σ₁ = AᵀA, and the nonzero eigenvalues of
-    Σ₁^½ Σ₂ Σ₁^½ are those of A Σ₂ Aᵀ (XY and YX have the same nonzero eigenvalues): an N × N eigenproblem
-    instead of an F × F one, O(N F² + N³) instead of O(F³) — the same distance, e.g. for the FID of a few
-    hundred samples at F = 2048 or a Fréchet distance to a d = 3072 Gaussian. Float64.
+    With A = H f/√(N − 1) ((N − 1) × F; H the Helmert contrasts, orthonormal rows orthogonal to 1) the
+    samples' covariance is Σ₁ = AᵀA, and the nonzero eigenvalues of Σ₁^½ Σ₂ Σ₁^½ are those of A Σ₂ Aᵀ (XY
+    and YX have the same nonzero eigenvalues): an (N − 1) × (N − 1) eigenproblem instead of an F × F one,
+    O(N F² + N³) instead of O(F³) — the same distance, e.g. for the FID of a few hundred samples at
+    F = 2048 or a Fréchet distance to a d = 3072 Gaussian. Float64.
     """
     f = f.reshape(f.shape[0], -1).double()
     n, dim = f.shape
@@ -127,7 +128,14 @@ def frechet_distance_to(f: Tensor, mu: Tensor, cov: Tensor) -> float:
     if n > dim:
         return frechet_distance(*feature_stats(f), mu, cov)
     m1 = f.mean(0)
-    a = (f - m1) / math.sqrt(n - 1)
+    # A = H f / √(N − 1) with H (N − 1, N) the Helmert contrasts: orthonormal rows ⟂ 1, so HᵀH = I − 11ᵀ/N
+    # and AᵀA is Σ₁ exactly. The centred (f − f̄) has the same Σ₁ but N rows of rank N − 1: A Σ₂ Aᵀ then has
+    # an eigenvalue that is 0 in exact arithmetic and ±1e-15 in floating point, whose square root (3e-8
+    # when positive) went into the distance, at a size and sign that differed between CPUs
+    k = torch.arange(1, n, dtype=torch.float64, device=f.device)[:, None]  # (N − 1, 1)
+    j = torch.arange(n, device=f.device)[None, :]  # (1, N)
+    H = (torch.where(j < k, 1.0, 0.0) - k * (j == k)) / torch.sqrt(k * (k + 1))  # (N − 1, N)
+    a = H @ f / math.sqrt(n - 1)
     inner = a @ cov @ a.T
     tr_sqrt = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp(min=0).sqrt().sum()
     return float(((m1 - mu) ** 2).sum() + a.square().sum() + cov.trace() - 2 * tr_sqrt)
